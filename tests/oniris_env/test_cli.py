@@ -1,0 +1,51 @@
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from oniris_env.cli import app
+from training.episodes import read_manifest
+
+runner = CliRunner()
+
+
+def test_collect_writes_a_dataset_and_a_preview(tmp_path):
+    result = runner.invoke(app, ["collect", "--episodes", "2", "--out", str(tmp_path), "--policy", "random"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 episodes" in result.output
+    assert len(read_manifest(tmp_path)["episodes"]) == 2
+    assert (tmp_path / "preview.png").stat().st_size > 1000
+
+
+def test_collect_refuses_another_spec_with_exit_code_2(tmp_path):
+    assert runner.invoke(app, ["collect", "--episodes", "1", "--out", str(tmp_path), "--policy", "random",
+                               "--no-preview"]).exit_code == 0
+    result = runner.invoke(app, ["collect", "--episodes", "1", "--out", str(tmp_path), "--action-repeat", "3"])
+    assert result.exit_code == 2
+    assert "another game spec" in result.output
+
+
+@pytest.mark.parametrize("args", [["collect", "--out", "x", "--policy", "nope"], ["collect", "--episodes", "0",
+                                                                                   "--out", "x"], ["bogus"]])
+def test_bad_arguments_exit_with_code_2(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("command", [[], ["collect"]])
+def test_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from oniris_env.cli import app; sys.argv = ['oniris-env', '--help']\n" \
+           "try:\n    app()\nexcept SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", "import sys, oniris_env; assert 'torch' not in sys.modules"], check=True)
+
+
+def test_python_dash_m_is_the_same_cli():
+    result = subprocess.run([sys.executable, "-m", "oniris_env", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "collect" in result.stdout

@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+
+from oniris_env.spec import GameSpec, SpecMismatchError
+from training.collect import collect_episodes, run_episode
+from training.dataset import EpisodeWindows
+from training.episodes import EpisodeFileError, load_episode, read_manifest
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    collect_episodes(root, 3, seed=11, policy="random", progress=False)
+    return root
+
+
+def test_episode_files_round_trip_and_keep_the_terminal_transition(dataset):
+    manifest = read_manifest(dataset)
+    assert manifest["format_version"] == 1 and manifest["spec"] == GameSpec().to_dict()
+    assert [e["index"] for e in manifest["episodes"]] == [0, 1, 2]
+    for entry in manifest["episodes"]:
+        assert set(entry) == {"file", "index", "seed", "policy", "length", "return", "outcome"}
+        ep = load_episode(dataset / entry["file"])
+        T = entry["length"]
+        assert ep["frames"].shape == (T + 1, 64, 96, 3) and ep["frames"].dtype == np.uint8
+        assert ep["states"].shape == (T + 1, 8)
+        assert ep["actions"].shape == ep["rewards"].shape == ep["terminated"].shape == (T,)
+        assert ep["terminated"][-1] or ep["truncated"][-1]  # the end is kept
+        assert not (ep["terminated"][:-1] | ep["truncated"][:-1]).any()
+        assert ep["rewards"].sum() == pytest.approx(entry["return"], rel=1e-5)
+        assert entry["outcome"] in {"landed", "crashed", "flew_off", "timeout"}
+        # replaying the stored seed reproduces the file exactly
+        arrays, meta = run_episode(entry["seed"], "random")
+        for k in ("frames", "actions", "rewards", "states", "terminated"):
+            np.testing.assert_array_equal(arrays[k], ep[k])
+
+
+def test_same_seed_reproduces_and_reruns_append(dataset, tmp_path):
+    first = collect_episodes(tmp_path, 2, seed=11, policy="random", progress=False)
+    before = (tmp_path / "ep_000000.npz").read_bytes()
+    more = collect_episodes(tmp_path, 1, seed=11, policy="random", progress=False)
+    assert [e["index"] for e in more] == [2]
+    assert (tmp_path / "ep_000000.npz").read_bytes() == before  # never overwritten
+    reference = read_manifest(dataset)["episodes"]
+    assert [e["seed"] for e in first + more] == [e["seed"] for e in reference]
+    assert len({e["seed"] for e in read_manifest(tmp_path)["episodes"]}) == 3
+
+
+def test_workers_give_the_same_episodes(dataset, tmp_path):
+    collect_episodes(tmp_path, 3, seed=11, policy="random", workers=2, progress=False)
+    for name in ("ep_000000.npz", "ep_000002.npz"):
+        a, b = load_episode(dataset / name), load_episode(tmp_path / name)
+        np.testing.assert_array_equal(a["frames"], b["frames"])
+
+
+def test_interrupted_run_adopts_finished_files(dataset, tmp_path):
+    collect_episodes(tmp_path, 1, seed=11, policy="random", progress=False)
+    manifest = read_manifest(tmp_path)
+    (tmp_path / "ep_000001.npz").write_bytes((dataset / "ep_000001.npz").read_bytes())  # finished, not listed
+    added = collect_episodes(tmp_path, 2, seed=11, policy="random", progress=False)
+    assert [e["index"] for e in added] == [1, 2]
+    assert read_manifest(tmp_path)["episodes"][:1] == manifest["episodes"]
+
+
+def test_spec_mismatch_is_refused_naming_both_specs(dataset):
+    with pytest.raises(SpecMismatchError, match=r"action_repeat: expected 3, found 2"):
+        collect_episodes(dataset, 1, seed=5, spec=GameSpec(action_repeat=3), progress=False)
+
+
+def test_corrupt_file_raises_with_its_name_or_is_skipped(dataset, tmp_path):
+    for name in ("manifest.json", "ep_000000.npz", "ep_000001.npz", "ep_000002.npz"):
+        (tmp_path / name).write_bytes((dataset / name).read_bytes())
+    bad = tmp_path / "ep_000001.npz"
+    bad.write_bytes(bad.read_bytes()[: 2000])  # truncated
+    with pytest.raises(EpisodeFileError, match="ep_000001.npz"):
+        EpisodeWindows(tmp_path, 4, split="all")
+    with pytest.warns(UserWarning, match="ep_000001.npz"):
+        ds = EpisodeWindows(tmp_path, 4, split="all", skip_bad=True)
+    assert ds.episodes == [0, 2] and len(ds.skipped) == 1
+    with pytest.raises(EpisodeFileError, match="not found"):
+        load_episode(tmp_path / "ep_000009.npz")
+
+
+def test_manifest_is_plain_json(dataset):
+    data = json.loads((dataset / "manifest.json").read_text())
+    assert data["spec"]["action_repeat"] == 2 and data["kind"] == "frames"

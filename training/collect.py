@@ -1,0 +1,190 @@
+"""Record real LunarLander episodes behind pixels: `oniris-env collect`.
+
+Episode `i` of a folder is determined by `(seed, i)` alone (its own seed is derived from both), so
+`--seed S --episodes 40` writes the same 40 episodes as two runs of `--episodes 20` into one folder, and a
+re-run appends new episodes instead of rewriting old ones. Workers write their episode files atomically; the
+main process extends the manifest in index order, so an interrupted run loses at most the episodes in flight,
+and files that were finished but not yet listed are checked and adopted on the next run.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from oniris_env.spec import DEFAULT_SPEC, GameSpec
+from training.episodes import (
+    EpisodeFileError,
+    episode_filename,
+    load_episode,
+    manifest_spec,
+    new_manifest,
+    read_manifest,
+    save_episode,
+    write_manifest,
+)
+from training.policies import POLICY_NAMES, choose_policy, make_policy
+
+
+def episode_seed(base_seed: int, index: int) -> int:
+    """The seed of episode `index` of a collection started with `base_seed` (31-bit, for Box2D's reset)."""
+    return int(np.random.SeedSequence([base_seed, index]).generate_state(1)[0] >> 1)
+
+
+def run_episode(seed: int, policy: str = "mix", spec: GameSpec = DEFAULT_SPEC) -> tuple[dict[str, np.ndarray], dict]:
+    """Play one whole episode (terminal transition included); return its arrays and its manifest entry."""
+    from oniris_env.real_env import OnirisLunarLanderReal
+
+    rng = np.random.default_rng(seed)
+    choice = choose_policy(policy, rng)
+    act = make_policy(choice, rng, spec.num_actions)
+    env = OnirisLunarLanderReal(action_repeat=spec.action_repeat)
+    obs, info = env.reset(seed=seed)
+    frames, states = [obs], [info["state"]]
+    actions, rewards, terminated, truncated = [], [], [], []
+    done = False
+    while not done:
+        action = act(info["state"])
+        obs, reward, term, trunc, info = env.step(action)
+        frames.append(obs)
+        states.append(info["state"])
+        actions.append(action)
+        rewards.append(reward)
+        terminated.append(term)
+        truncated.append(trunc)
+        done = term or trunc
+    env.close()
+    arrays = {
+        "frames": np.stack(frames),
+        "actions": np.asarray(actions, dtype=np.int64),
+        "rewards": np.asarray(rewards, dtype=np.float32),
+        "terminated": np.asarray(terminated, dtype=bool),
+        "truncated": np.asarray(truncated, dtype=bool),
+        "states": np.stack(states).astype(np.float32),
+        "seed": np.asarray(seed, dtype=np.int64),
+        "policy": np.asarray(choice.label()),
+        "outcome": np.asarray(info["outcome"]),
+    }
+    return arrays, _entry(arrays)
+
+
+def _entry(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The manifest fields an episode file determines."""
+    return {
+        "seed": int(arrays["seed"]),
+        "policy": str(arrays["policy"]),
+        "length": len(arrays["actions"]),
+        "return": float(arrays["rewards"].sum(dtype=np.float64)),
+        "outcome": str(arrays["outcome"]),
+    }
+
+
+def _record(out_dir: str, index: int, seed: int, policy: str, spec_dict: dict) -> dict:
+    """Worker body: play episode `index` and write its file atomically."""
+    arrays, meta = run_episode(seed, policy, GameSpec.from_dict(spec_dict))
+    name = episode_filename(index)
+    save_episode(Path(out_dir) / name, arrays)
+    return {"file": name, "index": index, **meta}
+
+
+def _adopt(path: Path, index: int, seed: int) -> dict | None:
+    """Manifest entry for a finished-but-unlisted file of an interrupted run, or None if there is none."""
+    if not path.exists():
+        return None
+    arrays = load_episode(path)
+    if int(arrays["seed"]) != seed:
+        raise EpisodeFileError(
+            f"{path}: exists with seed {int(arrays['seed'])} but episode {index} should have seed {seed}; "
+            "refusing to overwrite it (move it away or collect into another folder)"
+        )
+    return {"file": path.name, "index": index, **_entry(arrays)}
+
+
+def collect_episodes(
+    out_dir: Path | str,
+    episodes: int,
+    seed: int = 0,
+    policy: str = "mix",
+    workers: int = 1,
+    spec: GameSpec = DEFAULT_SPEC,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Append `episodes` new episodes to `out_dir` and return their manifest entries.
+
+    Raises `SpecMismatchError` when the folder holds episodes recorded with another spec.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if policy not in POLICY_NAMES:
+        raise ValueError(f"unknown policy {policy!r}; choose one of {POLICY_NAMES}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(out)
+    if manifest is None:
+        manifest = new_manifest(spec)
+    else:
+        spec.check_matches(manifest_spec(manifest), f"dataset {out}")
+    start = len(manifest["episodes"])
+    used = {e["seed"] for e in manifest["episodes"]}
+    plan = [(start + i, episode_seed(seed, start + i)) for i in range(episodes)]
+    if clash := [s for _, s in plan if s in used]:
+        raise ValueError(f"seeds {clash[:3]} are already in {out}; choose another --seed")
+
+    done: dict[int, dict] = {}
+    todo = []
+    for index, ep_seed in plan:
+        adopted = _adopt(out / episode_filename(index), index, ep_seed)
+        if adopted is not None:
+            done[index] = adopted
+        else:
+            todo.append((index, ep_seed))
+
+    added: list[dict] = []
+    bar = tqdm(total=episodes, initial=len(done), desc="collect", unit="ep", disable=not progress)
+    frames, started = 0, time.perf_counter()
+
+    def commit() -> None:  # extend the manifest with the finished prefix, in index order
+        nonlocal frames
+        while (nxt := start + len(added)) in done:
+            entry = done.pop(nxt)
+            manifest["episodes"].append(entry)
+            added.append(entry)
+            frames += entry["length"] + 1
+        write_manifest(out, manifest)
+        bar.set_postfix(frames_per_s=f"{frames / max(time.perf_counter() - started, 1e-9):.0f}")
+
+    commit()
+    try:
+        if workers == 1:
+            for index, ep_seed in todo:
+                done[index] = _record(str(out), index, ep_seed, policy, spec.to_dict())
+                bar.update()
+                commit()
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                pending: set[Future] = {
+                    pool.submit(_record, str(out), index, ep_seed, policy, spec.to_dict()) for index, ep_seed in todo
+                }
+                try:
+                    while pending:
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in finished:
+                            entry = future.result()
+                            done[entry["index"]] = entry
+                            bar.update()
+                        commit()
+                except BaseException:
+                    for future in pending:
+                        future.cancel()
+                    raise
+    finally:
+        bar.close()
+    return added

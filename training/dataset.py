@@ -1,0 +1,121 @@
+"""Fixed-length windows over recorded episodes (frames or latents), split into train/validation by episode.
+
+A window of L frames starting at step s of an episode holds frames s .. s+L-1 and the L-1 transitions between
+them (transition i goes from frame i to frame i+1: `actions[i]`, `rewards[i]`, `terminated[i]`,
+`truncated[i]`). Windows may end on the terminal frame, so the models see episodes end.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from training.episodes import TRANSITION_KEYS, EpisodeFileError, load_episode, manifest_spec, require_manifest
+
+SPLITS = ("train", "val", "all")
+_HINTS = {
+    "frames": "oniris-env collect --episodes N --out DIR",
+    "latents": "oniris-env encode --data FRAMES_DIR --out DIR",
+}
+
+
+def is_validation(seed: int, val_fraction: float) -> bool:
+    """Deterministic split by episode seed; stable when episodes are appended to a folder."""
+    return zlib.crc32(str(int(seed)).encode()) % 10_000 < val_fraction * 10_000
+
+
+class EpisodeWindows:
+    """All windows of `window` consecutive frames from one split of a dataset folder, held in memory.
+
+    Args:
+        root: a folder written by `oniris-env collect` (key 'frames') or `oniris-env encode` (key 'latents').
+        window: frames per window (L >= 1); episodes shorter than L contribute no window.
+        split: 'train', 'val' or 'all'; an episode is in 'val' by a hash of its seed (`is_validation`).
+        val_fraction: expected fraction of episodes in 'val'.
+        key: 'frames' (uint8 (L, H, W, 3)) or 'latents' (float32 (L, C, h, w)).
+        skip_bad: report (warn) and skip corrupt episode files instead of raising `EpisodeFileError`.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        window: int,
+        split: str = "train",
+        val_fraction: float = 0.1,
+        key: str = "frames",
+        skip_bad: bool = False,
+        progress: bool = False,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if key not in _HINTS:
+            raise ValueError(f"key must be one of {sorted(_HINTS)}, got {key!r}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.root, self.window, self.split, self.key = Path(root), window, split, key
+        manifest = require_manifest(self.root, _HINTS[key])
+        self.manifest = manifest
+        self.spec = manifest_spec(manifest)
+        entries = [
+            e for e in manifest["episodes"]
+            if split == "all" or is_validation(e["seed"], val_fraction) == (split == "val")
+        ]
+        self.episodes: list[int] = []
+        self.skipped: list[str] = []
+        self._data: list[dict[str, np.ndarray]] = []
+        starts = []
+        for entry in tqdm(entries, desc=f"load {split}", unit="ep", disable=not progress):
+            try:
+                arrays = load_episode(self.root / entry["file"], key)
+            except EpisodeFileError as e:
+                if not skip_bad:
+                    raise
+                warnings.warn(f"skipping bad episode: {e}", stacklevel=2)
+                self.skipped.append(str(e))
+                continue
+            keep = (key, *TRANSITION_KEYS) + (("states",) if "states" in arrays else ())
+            self._data.append({k: arrays[k] for k in keep})
+            self.episodes.append(entry["index"])
+            n_windows = len(arrays[key]) - window + 1
+            starts.extend((len(self._data) - 1, s) for s in range(max(n_windows, 0)))
+        self._starts = np.asarray(starts, dtype=np.int64).reshape(-1, 2)  # (num_windows, [episode, start])
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames (or latents) held, over all episodes of the split."""
+        return sum(len(d[self.key]) for d in self._data)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"window {i} out of range for {len(self)} windows")
+        ep, s = self._starts[i]
+        data, L = self._data[ep], self.window
+        item = {self.key: data[self.key][s : s + L]}
+        for k in TRANSITION_KEYS:
+            item[k] = data[k][s : s + L - 1]
+        if "states" in data:
+            item["states"] = data["states"][s : s + L]
+        return item
+
+    def episode(self, i: int) -> dict[str, np.ndarray]:
+        """The whole i-th episode of this split (arrays as stored)."""
+        return self._data[i]
+
+    def sample_batch(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
+        """`batch_size` windows drawn uniformly (with replacement), stacked on a new leading axis."""
+        if len(self) == 0:
+            raise ValueError(
+                f"no window of {self.window} frames in the {self.split!r} split of {self.root} "
+                f"({len(self._data)} episodes): collect more episodes or use a shorter window"
+            )
+        items = [self[int(i)] for i in rng.integers(len(self), size=batch_size)]
+        return {k: np.stack([it[k] for it in items]) for k in items[0]}
