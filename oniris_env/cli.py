@@ -7,7 +7,7 @@ stays fast and never imports torch. Bad arguments exit with code 2 and a one-lin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -70,6 +70,147 @@ def collect(
         from training.preview import write_dataset_preview
 
         typer.echo(f"preview: {write_dataset_preview(out)}")
+
+
+train_app = typer.Typer(
+    help="Train the models, stage by stage: `train vae`, then `encode`, then `train world-model`.",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+Preset = Annotated[str, typer.Option(help="tiny (seconds, for tests) | default (the CPU run that ships)")]
+
+
+def _check_dataset(path: Path, make: str) -> None:
+    if not (path / "manifest.json").is_file():
+        fail(f"no dataset at {path} (missing manifest.json); create it with: {make}")
+
+
+@train_app.command(
+    "vae",
+    epilog="Examples:\n\n  oniris-env train vae --data data/real --out runs/vae --preset default\n\n"
+    "  oniris-env train vae --data data/real --out runs/vae-tiny --preset tiny   # a few seconds",
+)
+def train_vae_command(
+    data: Annotated[Path, typer.Option(help="Episode folder written by `oniris-env collect`.")],
+    out: Annotated[Path, typer.Option(help="Run folder (checkpoints, metrics.jsonl, vae.safetensors).")],
+    preset: Preset = "default",
+    steps: Annotated[int | None, typer.Option(min=1, help="Override the preset's number of steps.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt when present.")] = True,
+) -> None:
+    """Train the group-causal video VAE on recorded frames (resumable; Ctrl-C saves a checkpoint)."""
+    from training.vae.config import TRAIN_VAE_PRESETS
+
+    if preset not in TRAIN_VAE_PRESETS:
+        fail(f"unknown --preset {preset!r}; choose one of {', '.join(sorted(TRAIN_VAE_PRESETS))}")
+    _check_dataset(data, f"oniris-env collect --episodes 400 --out {data}")
+    from training.vae.train import train_vae
+
+    typer.echo(f"VAE weights: {train_vae(data, out, preset=preset, resume=resume, steps=steps)}")
+
+
+@app.command(
+    epilog="Examples:\n\n  oniris-env encode --data data/real --out data/latents                  # shipped VAE\n\n"
+    "  oniris-env encode --data data/real --out data/latents --vae runs/vae/vae.safetensors"
+)
+def encode(
+    data: Annotated[Path, typer.Option(help="Episode folder written by `oniris-env collect`.")],
+    out: Annotated[Path, typer.Option(help="Latent folder (created; re-runs encode only new episodes).")],
+    vae: Annotated[Path | None, typer.Option(help="VAE weights (.safetensors); default: the shipped VAE.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+) -> None:
+    """Encode recorded episodes into VAE latents once, for world-model training."""
+    _check_dataset(data, f"oniris-env collect --episodes 400 --out {data}")
+    if vae is not None and not vae.is_file():
+        fail(f"no VAE weights at {vae}; train them with: oniris-env train vae --data {data} --out runs/vae")
+    from oniris_env.device import resolve_device
+    from training.encode import encode_dataset
+
+    try:
+        manifest = encode_dataset(data, out, vae, device=resolve_device(device))
+    except (ValueError, FileNotFoundError) as e:  # another VAE or spec in OUT, bad device, missing weights
+        fail(str(e).splitlines()[0])
+    typer.echo(f"{len(manifest['episodes'])} episodes of latents {tuple(manifest['latent_shape'])} in {out}")
+
+
+def _make_dream(weights: Path | None, device: str, denoise_steps: int | None) -> Any:
+    """The dream env, or exit 2 with the reason (missing weights say which path and how to make them)."""
+    import gymnasium as gym
+
+    kwargs: dict[str, Any] = {"device": device}
+    if weights is not None:
+        kwargs["weights"] = weights
+    if denoise_steps is not None:
+        kwargs["denoise_steps"] = denoise_steps
+    try:
+        return gym.make("OnirisLunarLander-v0", **kwargs)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e).splitlines()[0])
+    except gym.error.Error as e:
+        fail(f"the dream env is not available: {e}")
+
+
+@app.command(
+    epilog="Examples:\n\n  oniris-env play                       # fly in the dream\n\n"
+    "  oniris-env play --real                # the real game, same pixels and steps\n\n"
+    "  oniris-env play --side-by-side        # real | dream with the same keys, live lander gap\n\n"
+    "  oniris-env play --record session.mp4 --max-steps 300\n\n"
+    "  SDL_VIDEODRIVER=dummy oniris-env play --real --actions keys.txt --record out.gif   # headless",
+)
+def play(
+    real: Annotated[bool, typer.Option("--real", help="Play the real game through the same pixel wrapper.")] = False,
+    side_by_side: Annotated[
+        bool, typer.Option("--side-by-side", help="Real game and dream from the same start, same keys.")
+    ] = False,
+    scale: Annotated[int, typer.Option(min=1, max=16, help="Window pixels per frame pixel.")] = 6,
+    fps: Annotated[float, typer.Option(min=1.0, help="Target steps per second.")] = 25.0,
+    record: Annotated[Path | None, typer.Option(help="Save the session to FILE.mp4 or FILE.gif.")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
+    actions: Annotated[Path | None, typer.Option(help="Scripted input: a file of actions 0-3 (no keyboard).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the first episode.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights directory (default: shipped).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    denoise_steps: Annotated[int | None, typer.Option(min=1, help="Denoising steps per frame.")] = None,
+) -> None:
+    """Fly the lander with the keyboard: Up/W/Space main engine, Left/A and Right/D side engines (main > left >
+    right when several are held), R reset, P pause, Esc/Q quit."""
+    from oniris_env.play import Panels, PlayConfig, read_actions_file
+    from oniris_env.play import play as run_play
+    from oniris_env.video import check_video_path
+
+    if real and side_by_side:
+        fail("--real and --side-by-side exclude each other")
+    try:
+        if record is not None:
+            check_video_path(record)
+        scripted = read_actions_file(actions) if actions is not None else None
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    import gymnasium as gym
+
+    import oniris_env  # noqa: F401  (registers the ids)
+
+    divergence, info = None, ""
+    if real:
+        panels = Panels([gym.make("OnirisLunarLanderReal-v0")], ["real"])
+    else:
+        dream = _make_dream(weights, device, denoise_steps)
+        steps = getattr(dream.unwrapped, "denoise_steps", None)
+        info = f"denoise {steps} steps" if steps is not None else ""
+        if side_by_side:
+            from training.lander import centroid_error, lander_centroid
+
+            panels = Panels([gym.make("OnirisLunarLanderReal-v0"), dream], ["real", "dream"], linked_start=True)
+            divergence = lambda a, b: centroid_error(lander_centroid(a), lander_centroid(b))  # noqa: E731
+        else:
+            panels = Panels([dream], ["dream"])
+    config = PlayConfig(scale=scale, fps=fps, max_steps=max_steps, record=record, seed=seed)
+    result = run_play(panels, config, scripted, divergence, info)
+    typer.echo(
+        f"{result.steps} steps, {result.episodes} finished episodes"
+        + (f", returns {', '.join(f'{r:.0f}' for r in result.returns)}" if result.returns else "")
+        + (f"; recorded {result.recorded_frames} frames to {record}" if result.recorded_frames else "")
+    )
 
 
 def main() -> None:

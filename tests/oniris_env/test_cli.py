@@ -33,7 +33,9 @@ def test_bad_arguments_exit_with_code_2(args):
     assert result.exit_code == 2
 
 
-@pytest.mark.parametrize("command", [[], ["collect"]])
+@pytest.mark.parametrize(
+    "command", [[], ["collect"], ["train"], ["train", "vae"], ["encode"], ["play"]]
+)
 def test_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
