@@ -109,6 +109,38 @@ def train_vae_command(
     typer.echo(f"VAE weights: {train_vae(data, out, preset=preset, resume=resume, steps=steps)}")
 
 
+@train_app.command(
+    "world-model",
+    epilog="Examples:\n\n  oniris-env train world-model --latents data/latents --out runs/wm --preset default\n\n"
+    "  oniris-env train world-model --latents data/latents --out runs/wm-tiny --preset tiny   # seconds",
+)
+def train_world_model_command(
+    latents: Annotated[Path, typer.Option(help="Latent folder written by `oniris-env encode`.")],
+    out: Annotated[Path, typer.Option(help="Run folder (checkpoint.pt, metrics.jsonl, world_model.safetensors).")],
+    preset: Preset = "default",
+    steps: Annotated[int | None, typer.Option(min=1, help="Override the preset's number of steps.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch threads (1 is faster when other jobs share the cores).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt when present.")] = True,
+) -> None:
+    """Train the autoregressive diffusion world model (DART) on encoded latents (resumable; Ctrl-C saves)."""
+    from training.world_model.config import TrainWorldModelConfig
+
+    if preset not in ("tiny", "default"):
+        fail(f"unknown --preset {preset!r}; choose one of default, tiny")
+    _check_dataset(latents, f"oniris-env encode --data data/real --out {latents}")
+    overrides: dict[str, Any] = {}
+    if steps is not None:
+        overrides["steps"] = steps
+    if threads is not None:
+        overrides["num_threads"] = threads
+    from training.world_model.train import train_world_model
+
+    config = TrainWorldModelConfig.preset(preset, **overrides)
+    typer.echo(f"world-model weights: {train_world_model(latents, out, preset=preset, resume=resume, config=config)}")
+
+
 @app.command(
     epilog="Examples:\n\n  oniris-env encode --data data/real --out data/latents                  # shipped VAE\n\n"
     "  oniris-env encode --data data/real --out data/latents --vae runs/vae/vae.safetensors"

@@ -1,0 +1,198 @@
+"""`OnirisLunarLander-v0`: LunarLander dreamt by the world model, one generated frame per `step`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from oniris_env.real_env import PHYSICS_FPS
+from oniris_env.spec import DEFAULT_SPEC
+
+OBS_MODES = ("pixels", "latent")
+
+
+def observation_space_for(obs_mode: str, latent_shape: tuple[int, int, int]) -> spaces.Box:
+    """The single-dream observation space of `obs_mode` ('pixels' or 'latent')."""
+    if obs_mode == "pixels":
+        return spaces.Box(0, 255, DEFAULT_SPEC.frame_shape, dtype=np.uint8)
+    if obs_mode == "latent":
+        return spaces.Box(-np.inf, np.inf, latent_shape, dtype=np.float32)
+    raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+
+
+def context_from_options(options: dict[str, Any] | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`(frames (1, T, H, W, 3), actions (1, T - 1))` from reset options, or (None, None) to draw from the bank.
+
+    Raises `ValueError` naming the expected shapes (unknown keys included)."""
+    if not options:
+        return None, None
+    unknown = sorted(set(options) - {"context_frames", "context_actions"})
+    if unknown:
+        raise ValueError(f"unknown reset options {unknown}; supported: 'context_frames', 'context_actions'")
+    if "context_frames" not in options:
+        raise ValueError("reset option 'context_actions' needs 'context_frames' (uint8 (T, 64, 96, 3))")
+    from oniris_env.bundle import check_context, check_frames
+
+    frames = options["context_frames"]
+    check_frames(frames, DEFAULT_SPEC)
+    t = frames.shape[0]
+    actions = options.get("context_actions", np.zeros(0, np.int64) if t == 1 else None)
+    if actions is None:
+        raise ValueError(f"reset option 'context_actions' (int array of shape ({t - 1},)) is required for {t} frames")
+    check_context(frames, actions, DEFAULT_SPEC)
+    return frames[None], np.asarray(actions, dtype=np.int64)[None]
+
+
+class OnirisLunarLanderDream(gym.Env):
+    """LunarLander dreamt by a diffusion world model: each `step` generates the next frame.
+
+    ## Description
+    The same game as `OnirisLunarLanderReal-v0` (Gymnasium's `LunarLander-v3` seen as 64 x 96 frames, one env
+    step per `action_repeat` = 2 physics steps), except that no physics engine runs: a group-causal video VAE
+    and an autoregressive diffusion world model generate every frame, reward and termination from the previous
+    frames and the action. Each step runs a cached EDM sampler (`oniris_env.sampler`): a few denoising calls of
+    the world model against a sliding window of the last W frames, so a step costs the same at step 10 and at
+    step 10 000. The env is a batch of one over `oniris_env.simulator.DreamSimulator`; the vector adapters
+    (`gym.make_vec`, `oniris_env.sb3_vec_env.OnirisSB3VecEnv`) batch many dreams in one forward pass.
+
+    ## Action space
+    `Discrete(4)`, LunarLander's meaning: 0 no-op, 1 left orientation engine, 2 main engine, 3 right engine.
+
+    ## Observation space
+    `obs_mode="pixels"` (default): `Box(0, 255, (64, 96, 3), uint8)`, the decoded frame.
+    `obs_mode="latent"`: `Box(-inf, inf, (C, h, w), float32)`, the world model's normalised latent frame (8 x 12
+    x C for the shipped models); no decoding, so faster for agents.
+
+    ## Rewards
+    The reward head's prediction of LunarLander's reward summed over the action repeat (symlog two-hot bins,
+    shaping and the +-100 terminal rewards included), as a Python float.
+
+    ## Episode end
+    `terminated` when the termination head's probability exceeds `termination_threshold` (crash, leaving the
+    screen, coming to rest, as learned). `truncated` after `max_episode_steps` steps: registered as
+    `DEFAULT_SPEC.max_episode_steps` = 500 (the same physical time as LunarLander-v3's 1000 physics steps, through
+    gymnasium's `TimeLimit`); the env itself truncates only when built with `max_episode_steps`.
+
+    ## Starting state
+    `reset(seed=..., options=None)` draws a real episode start (the first T frames and T - 1 actions of a
+    recorded episode) from the start-context bank shipped with the weights, feeds it to the models, and returns
+    its last frame. `options={"context_frames": uint8 (T, 64, 96, 3), "context_actions": int (T - 1,)}` starts
+    from given real frames instead (`context_actions[i]` was taken between frames i and i + 1; T >= 1; only the
+    last W frames are kept). The sampler's torch generator and the bank draw are seeded from `self.np_random`:
+    the same seed and actions give identical observations.
+
+    ## Info
+    `reset`: `info["context_length"]`, the number of context frames used. `step`: `info["latent"]`, the new
+    latent frame `(C, h, w)` float32 in pixel mode (in latent mode it is the observation itself).
+
+    ## Arguments
+    - `weights`: a bundle directory (`vae.safetensors`, `world_model.safetensors`, `start_contexts.npz`, see
+      `oniris_env.bundle`); default: the weights shipped in the package.
+    - `obs_mode`: 'pixels' or 'latent'. `render_mode`: None, 'rgb_array' or 'human' (a pygame window).
+    - `device`: 'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.
+    - `sampler`: an `oniris_env.sampler.SamplerConfig` (default: 3 Euler steps from sigma 5 to 2e-3, rho 7).
+    - `termination_threshold` (default 0.5); `max_episode_steps` (default None: left to `TimeLimit`).
+
+    ## Differences from LunarLander-v3
+    Pixel (or latent) observations; action repeat 2; the dynamics, reward and termination are a learned model's
+    dreams, so they are approximate, and the episode starts from a few real frames instead of a reset of the
+    physics. No state vector in `info`.
+
+    ## Version history
+    v0: first version.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": PHYSICS_FPS // DEFAULT_SPEC.action_repeat}
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        obs_mode: str = "pixels",
+        render_mode: str | None = None,
+        device: str = "auto",
+        sampler: Any = None,
+        termination_threshold: float = 0.5,
+        max_episode_steps: int | None = None,
+    ) -> None:
+        from oniris_env.bundle import load_bundle
+        from oniris_env.device import resolve_device
+        from oniris_env.sampler import SamplerConfig
+        from oniris_env.simulator import DreamSimulator
+
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
+        self.render_mode, self.obs_mode, self.max_episode_steps = render_mode, obs_mode, max_episode_steps
+        bundle = load_bundle(weights, device=resolve_device(device))
+        self.simulator = DreamSimulator.from_bundle(
+            bundle, 1, sampler=sampler or SamplerConfig(), decode=obs_mode == "pixels" or render_mode is not None,
+            termination_threshold=termination_threshold,
+        )
+        self.weights_dir = bundle.path
+        self.observation_space = observation_space_for(obs_mode, bundle.world_model.config.latent_shape)
+        self.action_space = spaces.Discrete(DEFAULT_SPEC.num_actions)
+        self._elapsed: int | None = None  # None until the first reset
+        self._viewer: Any = None
+
+    def _observation(self, frame: np.ndarray, latent: Any) -> np.ndarray:
+        if self.obs_mode == "pixels":
+            return frame
+        return latent.float().cpu().numpy().copy()
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        frames, actions = context_from_options(options)
+        self.simulator.seed(int(self.np_random.integers(2**63 - 1)))
+        frame, latent = self.simulator.reset(None, self.np_random, frames, actions)
+        self._elapsed = 0
+        if self.render_mode == "human":
+            self.render()
+        context = self.simulator.contexts.frames.shape[1] if frames is None else frames.shape[1]
+        window = self.simulator.world_model.config.window
+        return self._observation(frame[0], latent[0]), {"context_length": min(context, window)}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._elapsed is None:
+            raise RuntimeError("step() called before reset(): call env.reset() first")
+        if not self.action_space.contains(action):
+            raise ValueError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
+        out = self.simulator.step(np.array([int(action)], dtype=np.int64))
+        self._elapsed += 1
+        truncated = self.max_episode_steps is not None and self._elapsed >= self.max_episode_steps
+        latent = out.latents[0].float().cpu().numpy().copy()
+        info: dict[str, Any] = {}
+        if self.obs_mode == "pixels":
+            obs, info["latent"] = out.frames[0], latent
+        else:
+            obs = latent
+        if self.render_mode == "human":
+            self.render()
+        return obs, float(out.rewards[0]), bool(out.terminated[0]), bool(truncated), info
+
+    def render(self) -> np.ndarray | None:
+        if self._elapsed is None:
+            return None
+        frame = self.simulator.frames[0]
+        if self.render_mode == "rgb_array":
+            return frame.copy()
+        if self.render_mode == "human":
+            from oniris_env.viewer import FrameViewer
+
+            if self._viewer is None:
+                self._viewer = FrameViewer("OnirisLunarLander-v0", fps=self.metadata["render_fps"])
+            self._viewer.show(frame)
+        return None
+
+    def close(self) -> None:
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None

@@ -1,0 +1,222 @@
+"""`DreamSimulator`: B dreams stepped together, one world-model forward per denoising call for all of them.
+
+Holds the models (VAE + world model), the start-context bank and the state of B dreams:
+- the world model's `WorldModelCache` (KV window + conv inputs), advanced by the cached sampler;
+- the VAE's streaming decode cache, so decoding one new frame per step costs O(1) (skipped in latent mode);
+- the last latent and frame of every dream.
+
+A dream is reset from real context frames (drawn from the bank or given): they are encoded by the VAE, then each
+latent is committed to the world model's cache with the inference context noise (`sampler.commit_context`) and
+decoded through the decoder's cache. Resetting a subset leaves the other dreams untouched. All randomness comes
+from `self.generator` (torch) and the numpy generator passed to `reset`, so a seeded run reproduces exactly.
+The gymnasium env, the gymnasium VectorEnv and the SB3 VecEnv are thin adapters over this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from oniris_env.bundle import Bundle, StartContexts, check_context, check_models
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig, commit_context, sample_next
+from oniris_env.spec import DEFAULT_SPEC, GameSpec
+from oniris_env.vae import GroupCausalVAE, StreamCache
+from oniris_env.world_model import WorldModel, WorldModelCache, frame_actions
+
+
+@dataclass(frozen=True)
+class DreamStep:
+    """What one simulator step returns for the B dreams."""
+
+    latents: Tensor
+    """`(B, C, h, w)` float32 normalised latents of the new frames (on the simulator's device)."""
+    frames: np.ndarray | None
+    """`(B, H, W, 3)` uint8 decoded frames, or None when the simulator does not decode."""
+    rewards: np.ndarray
+    """`(B,)` float32 predicted rewards of the transitions."""
+    terminated: np.ndarray
+    """`(B,)` bool: the termination head's probability exceeds the threshold."""
+
+
+class DreamSimulator:
+    """B dreams of the world model (see module docstring).
+
+    Args:
+        vae, world_model: the models (eval mode, same device).
+        contexts: the start-context bank.
+        num_dreams: B.
+        sampler: denoising schedule and solver.
+        decode: keep the VAE decode cache and return frames (False: latents only, faster).
+        termination_threshold: a transition terminates when sigmoid(term_logit) > this.
+        step_fn: optional replacement for `world_model.step` with the same signature (e.g. `torch.compile`d).
+        full_window_cache: start with a cache of W empty (masked) slots, so that its shapes never change (no
+            recompilation of a compiled `step_fn` while the window fills); same results, slightly more attention
+            work during the first W frames.
+    """
+
+    def __init__(
+        self,
+        vae: GroupCausalVAE,
+        world_model: WorldModel,
+        contexts: StartContexts,
+        num_dreams: int,
+        sampler: SamplerConfig = DEFAULT_SAMPLER,
+        decode: bool = True,
+        termination_threshold: float = 0.5,
+        spec: GameSpec = DEFAULT_SPEC,
+        step_fn: Callable | None = None,
+        full_window_cache: bool = False,
+    ) -> None:
+        if num_dreams < 1:
+            raise ValueError(f"num_dreams must be >= 1, got {num_dreams}")
+        if not 0.0 < termination_threshold < 1.0:
+            raise ValueError(f"termination_threshold must be in (0, 1), got {termination_threshold}")
+        check_models(vae, world_model, "the given models")
+        check_context(contexts.frames, contexts.actions, spec, batched=True)
+        self.vae, self.world_model, self.contexts = vae, world_model, contexts
+        self.num_dreams, self.sampler, self.decode, self.spec = num_dreams, sampler, decode, spec
+        self.termination_logit = float(np.log(termination_threshold / (1 - termination_threshold)))
+        self.step_fn = step_fn
+        self.device = next(world_model.parameters()).device
+        self.generator = torch.Generator(self.device)
+        b, cfg = num_dreams, world_model.config
+        self.cache = world_model.init_cache(b, device=self.device)
+        if full_window_cache:
+            self.cache = self._empty_full_window()
+        self.decode_cache: StreamCache | None = None
+        self.latents = torch.zeros(b, *cfg.latent_shape, device=self.device)
+        self.frames = np.zeros((b, *spec.frame_shape), dtype=np.uint8)
+        self.started = np.zeros(b, dtype=bool)
+
+    @torch.inference_mode()
+    def _empty_full_window(self) -> WorldModelCache:
+        """W committed placeholder frames, then forgotten: W masked slots (only the public cache API is used)."""
+        cfg, b = self.world_model.config, self.num_dreams
+        cache = self.cache
+        zeros = torch.zeros(b, *cfg.latent_shape, device=self.device)
+        start = torch.full((b,), cfg.start_action, device=self.device)
+        for _ in range(cfg.window):
+            cache = self.world_model.step(zeros, torch.ones(b, device=self.device), start, cache, commit=True).cache
+        return cache.reset_where(torch.ones(b, dtype=torch.bool, device=self.device))
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, num_dreams: int, **kwargs) -> DreamSimulator:
+        return cls(bundle.vae, bundle.world_model, bundle.contexts, num_dreams, spec=bundle.spec, **kwargs)
+
+    def seed(self, seed: int) -> None:
+        """Seed the sampler's torch generator (the env derives `seed` from its `np_random`)."""
+        self.generator.manual_seed(int(seed))
+
+    def _mask(self, mask: np.ndarray | None) -> np.ndarray:
+        if mask is None:
+            return np.ones(self.num_dreams, dtype=bool)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (self.num_dreams,):
+            raise ValueError(f"mask must have shape ({self.num_dreams},), got {mask.shape}")
+        return mask
+
+    @torch.inference_mode()
+    def reset(
+        self,
+        mask: np.ndarray | None,
+        rng: np.random.Generator,
+        frames: np.ndarray | None = None,
+        actions: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, Tensor]:
+        """(Re)start the dreams where `mask (B,)` is True (None: all) from real context frames.
+
+        Args:
+            rng: draws the start contexts from the bank when `frames` is None.
+            frames: optional `(n, T, H, W, 3)` uint8 context frames for the n dreams reset (T >= 1; only the last
+                W = world-model window frames are kept); `actions (n, T - 1)` the actions between them.
+        Returns:
+            the last context frame `(n, H, W, 3)` uint8 of each reset dream and its latent `(n, C, h, w)`.
+        """
+        mask = self._mask(mask)
+        idx = np.flatnonzero(mask)
+        n = len(idx)
+        if n == 0:
+            return np.zeros((0, *self.spec.frame_shape), np.uint8), self.latents[:0]
+        if frames is None:
+            pick = rng.integers(len(self.contexts), size=n)
+            frames, actions = self.contexts.frames[pick], self.contexts.actions[pick]
+        else:
+            check_context(frames, actions, self.spec, batched=True)
+            if len(frames) != n:
+                raise ValueError(f"got {len(frames)} contexts for {n} dreams to reset")
+        t = min(frames.shape[1], self.world_model.config.window)  # keep the last W frames and the actions between
+        actions = np.asarray(actions, dtype=np.int64)
+        frames, actions = frames[:, -t:], actions[:, actions.shape[1] - (t - 1) :]
+        latents = self.vae.encode_frames(frames).to(self.device)  # (n, T, C, h, w)
+        cond = frame_actions(torch.as_tensor(actions, device=self.device), self.world_model.config.start_action)
+
+        rows = torch.as_tensor(idx, device=self.device)
+        full_latents = latents.new_zeros(self.num_dreams, t, *latents.shape[2:])
+        full_latents[rows] = latents
+        full_cond = cond.new_full((self.num_dreams, t), self.world_model.config.start_action)
+        full_cond[rows] = cond
+        mask_t = torch.as_tensor(mask, device=self.device)
+        cache = self.cache.reset_where(mask_t)
+        self.cache, _ = commit_context(
+            self.world_model, cache, full_latents, full_cond, self.generator, self.sampler.sigma_min, mask_t,
+            step_fn=self.step_fn,
+        )
+        if self.decode:
+            _, sub_cache = self.vae.decode_latents_step(latents, None)
+            self.decode_cache = _scatter_stream_cache(self.decode_cache, sub_cache, rows, self.num_dreams)
+        # copy on write: arrays handed out earlier (observations, infos) must never change
+        self.latents = self.latents.index_put((rows,), latents[:, -1])
+        self.frames = self.frames.copy()
+        self.frames[idx] = frames[:, -1]
+        self.started[idx] = True
+        return frames[:, -1].copy(), latents[:, -1]
+
+    @torch.inference_mode()
+    def step(self, actions: np.ndarray) -> DreamStep:
+        """Advance all B dreams by one frame under `actions (B,)` (ints in [0, num_actions)), in one batch."""
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_dreams,) or not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(f"actions must be an integer array of shape ({self.num_dreams},), got "
+                             f"{actions.dtype} {actions.shape}")
+        if actions.min() < 0 or actions.max() >= self.spec.num_actions:
+            raise ValueError(f"actions must be in [0, {self.spec.num_actions}), got {actions.tolist()}")
+        if not self.started.all():
+            raise RuntimeError(f"dreams {np.flatnonzero(~self.started).tolist()} were never reset: call reset first")
+        a = torch.as_tensor(actions, dtype=torch.int64, device=self.device)
+        out = sample_next(self.world_model, self.cache, a, self.generator, self.sampler, step_fn=self.step_fn)
+        self.cache, self.latents = out.cache, out.latent
+        frames = None
+        if self.decode:
+            decoded, self.decode_cache = self.vae.decode_latents_step(out.latent[:, None], self.decode_cache)
+            self.frames = decoded[:, 0].cpu().numpy()
+            frames = self.frames.copy()
+        return DreamStep(
+            latents=out.latent,
+            frames=frames,
+            rewards=out.reward.float().cpu().numpy().astype(np.float32),
+            terminated=(out.term_logit > self.termination_logit).cpu().numpy(),
+        )
+
+    def render_frames(self) -> np.ndarray:
+        """`(B, H, W, 3)` uint8 current frames (decoded; requires `decode=True`)."""
+        if not self.decode:
+            raise RuntimeError("this simulator does not decode (latent mode without rendering)")
+        return self.frames.copy()
+
+
+def _scatter_stream_cache(big: StreamCache | None, sub: StreamCache, rows: Tensor, batch: int) -> StreamCache:
+    """Write the per-layer decode caches of n reset dreams into rows `rows` of the B-dream cache."""
+    out = []
+    old = big.tensors if big is not None else (None,) * len(sub.tensors)
+    for b, s in zip(old, sub.tensors, strict=True):
+        if s is None:
+            out.append(b)
+            continue
+        full = s.new_zeros(batch, *s.shape[1:]) if b is None else b.clone()  # None = zeros before the first frame
+        full[rows] = s
+        out.append(full)
+    return StreamCache(tuple(out))

@@ -1,0 +1,223 @@
+"""`OnirisLunarLanderVector`: a gymnasium `VectorEnv` of B dreams stepped in one forward pass.
+
+`gym.make_vec("OnirisLunarLander-v0", num_envs=16)` builds it (the id's `vector_entry_point`). Episodes reset
+automatically in the same step (`AutoresetMode.SAME_STEP`, as SB3 does): when dream i terminates or truncates,
+`step` returns the first observation of its next episode, and the last observation of the finished one in
+`info["final_obs"][i]` (with `info["_final_obs"][i] = True`, and `info["final_info"][i]`).
+
+`DreamEpisodes` holds the episode bookkeeping (time limits, observations, same-step autoreset) shared with the
+Stable-Baselines3 adapter (`oniris_env.sb3_vec_env`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from oniris_env.dream_env import OBS_MODES, observation_space_for
+from oniris_env.real_env import PHYSICS_FPS
+from oniris_env.spec import DEFAULT_SPEC
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    """One autoresetting step of B dreams."""
+
+    obs: np.ndarray
+    """`(B, *obs_shape)`: next observations (the first of a new episode where `done`)."""
+    rewards: np.ndarray
+    """`(B,)` float32."""
+    terminated: np.ndarray
+    """`(B,)` bool."""
+    truncated: np.ndarray
+    """`(B,)` bool: the time limit was reached (and the dream did not terminate)."""
+    final_obs: np.ndarray
+    """`(B, *obs_shape)`: the step's own observations, before any reset (the last of a finished episode)."""
+
+    @property
+    def done(self) -> np.ndarray:
+        return self.terminated | self.truncated
+
+
+class DreamEpisodes:
+    """B dream episodes over one `DreamSimulator`: observations, time limits and same-step autoreset.
+
+    Args mirror `OnirisLunarLanderDream`'s, plus `num_envs` and `max_episode_steps` (None: no time limit).
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        weights: str | os.PathLike | None = None,
+        obs_mode: str = "pixels",
+        render: bool = False,
+        device: str = "auto",
+        sampler: Any = None,
+        termination_threshold: float = 0.5,
+        max_episode_steps: int | None = DEFAULT_SPEC.max_episode_steps,
+    ) -> None:
+        from oniris_env.bundle import load_bundle
+        from oniris_env.device import resolve_device
+        from oniris_env.sampler import SamplerConfig
+        from oniris_env.simulator import DreamSimulator
+
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
+        bundle = load_bundle(weights, device=resolve_device(device))
+        self.simulator = DreamSimulator.from_bundle(
+            bundle, num_envs, sampler=sampler or SamplerConfig(), decode=obs_mode == "pixels" or render,
+            termination_threshold=termination_threshold,
+        )
+        self.num_envs, self.obs_mode, self.max_episode_steps = num_envs, obs_mode, max_episode_steps
+        self.single_observation_space = observation_space_for(obs_mode, bundle.world_model.config.latent_shape)
+        self.single_action_space = spaces.Discrete(DEFAULT_SPEC.num_actions)
+        self.elapsed = np.zeros(num_envs, dtype=np.int64)
+        self.rng = np.random.default_rng()
+        self._obs: np.ndarray | None = None
+
+    def seed(self, seed: int | list[int | None] | None) -> None:
+        """Seed the bank draws and the sampler (a list of per-env seeds seeds the whole batch from the list)."""
+        if seed is None:
+            return
+        entropy = [int(s) for s in seed if s is not None] if isinstance(seed, list | tuple) else int(seed)
+        self.rng = np.random.default_rng(entropy)
+        self.simulator.seed(int(self.rng.integers(2**63 - 1)))
+
+    def _observations(self, frames: np.ndarray | None, latents: Any) -> np.ndarray:
+        if self.obs_mode == "pixels":
+            return frames
+        return latents.float().cpu().numpy().copy()
+
+    def reset(
+        self, mask: np.ndarray | None = None, frames: np.ndarray | None = None, actions: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Reset the dreams in `mask (B,)` (None: all), from the bank or from `frames (n, T, H, W, 3)` +
+        `actions (n, T - 1)`; return all B observations (copied)."""
+        mask = np.ones(self.num_envs, dtype=bool) if mask is None else mask
+        frame, latent = self.simulator.reset(mask, self.rng, frames, actions)
+        obs = self._observations(frame, latent)
+        if self._obs is None:
+            self._obs = np.zeros((self.num_envs, *self.single_observation_space.shape),
+                                 self.single_observation_space.dtype)
+        self._obs[mask] = obs
+        self.elapsed[mask] = 0
+        return self._obs.copy()
+
+    def check_actions(self, actions: Any) -> np.ndarray:
+        """`(B,)` int64 actions, or a `ValueError` saying what was expected (nothing is stepped)."""
+        a = np.asarray(actions)
+        n = self.single_action_space.n
+        if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= n:
+            raise ValueError(f"actions must be {self.num_envs} ints in [0, {n}) (shape ({self.num_envs},)), "
+                             f"got {a.tolist() if a.size <= 64 else a.shape}")
+        return a.astype(np.int64)
+
+    def step(self, actions: Any) -> BatchStep:
+        """Step all dreams; reset the finished ones in the same call."""
+        if self._obs is None or not self.simulator.started.all():
+            raise RuntimeError("step() called before reset(): call reset() first")
+        a = self.check_actions(actions)
+        out = self.simulator.step(a)
+        final_obs = self._observations(out.frames, out.latents)
+        self.elapsed += 1
+        terminated = out.terminated.copy()
+        truncated = ~terminated
+        if self.max_episode_steps is not None:
+            truncated &= self.elapsed >= self.max_episode_steps
+        else:
+            truncated[:] = False
+        obs = final_obs.copy()
+        done = terminated | truncated
+        if done.any():
+            obs[done] = self.reset(done)[done]
+        self._obs = obs.copy()
+        return BatchStep(obs, out.rewards.astype(np.float32), terminated, truncated, final_obs)
+
+    def frames(self) -> np.ndarray:
+        """`(B, H, W, 3)` uint8 current frames."""
+        return self.simulator.render_frames()
+
+
+class OnirisLunarLanderVector(gym.vector.VectorEnv):
+    """`num_envs` dreams of `OnirisLunarLander-v0` in one batch (see module docstring and the env's docstring).
+
+    Args: `num_envs`, `max_episode_steps` (default 500, `DEFAULT_SPEC.max_episode_steps`; None disables it),
+    `weights`, `obs_mode`, `render_mode` (None or 'rgb_array': a tuple of frames), `device`, `sampler`,
+    `termination_threshold` (as `OnirisLunarLanderDream`).
+
+    `reset(seed=..., options=...)`: `seed` an int (or a list, which seeds the batch as a whole); `options` may hold
+    `reset_mask` (bool `(num_envs,)`: reset only those), and `context_frames` uint8 `(n, T, 64, 96, 3)` +
+    `context_actions` int `(n, T - 1)` for the n dreams reset.
+    """
+
+    metadata = {
+        "render_modes": ["rgb_array"],
+        "render_fps": PHYSICS_FPS // DEFAULT_SPEC.action_repeat,
+        "autoreset_mode": AutoresetMode.SAME_STEP,
+    }
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        max_episode_steps: int | None = DEFAULT_SPEC.max_episode_steps,
+        weights: str | os.PathLike | None = None,
+        obs_mode: str = "pixels",
+        render_mode: str | None = None,
+        device: str = "auto",
+        sampler: Any = None,
+        termination_threshold: float = 0.5,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.episodes = DreamEpisodes(
+            num_envs, weights, obs_mode, render_mode is not None, device, sampler, termination_threshold,
+            max_episode_steps,
+        )
+        self.num_envs = num_envs
+        self.single_observation_space = self.episodes.single_observation_space
+        self.single_action_space = self.episodes.single_action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed if isinstance(seed, int | None) else None)
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_ or not mask.any():
+                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},) with at "
+                                 f"least one True, got {mask.dtype} {mask.shape}")
+        frames, actions = options.pop("context_frames", None), options.pop("context_actions", None)
+        if options:
+            raise ValueError(f"unknown reset options {sorted(options)}; supported: 'reset_mask', "
+                             "'context_frames', 'context_actions'")
+        self.episodes.seed(seed)
+        return self.episodes.reset(mask, frames, actions), {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        out = self.episodes.step(actions)
+        infos: dict[str, Any] = {}
+        for i in np.flatnonzero(out.done):
+            infos = self._add_info(infos, {"final_obs": out.final_obs[i], "final_info": {}}, int(i))
+        return out.obs, out.rewards.astype(np.float64), out.terminated, out.truncated, infos
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode is None or self.episodes._obs is None:
+            return None
+        return tuple(self.episodes.frames())
+
+    def close_extras(self, **kwargs: Any) -> None:
+        pass

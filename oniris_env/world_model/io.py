@@ -1,0 +1,95 @@
+"""Save and load world-model weights as plain data: `world_model.safetensors` with JSON metadata.
+
+The metadata holds the resolved `WorldModelConfig`, the `GameSpec` the model was trained for and the latent
+shape; the model is rebuilt from them (nothing is unpickled, nothing is patched after loading).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from oniris_env.spec import DEFAULT_SPEC, GameSpec, SpecMismatchError
+from oniris_env.world_model.config import WorldModelConfig
+from oniris_env.world_model.model import WorldModel
+
+FORMAT = "oniris-env/world_model/1"  # the same tag as oniris_env.bundle.WORLD_MODEL_FORMAT
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "world_model.safetensors"
+
+__all__ = ["SHIPPED_WEIGHTS", "SpecMismatchError", "load_world_model", "read_metadata", "save_world_model"]
+
+
+def save_world_model(
+    model: WorldModel, path: Path | str, spec: GameSpec, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write `model`'s weights and config to `path` atomically (temp file, then rename).
+
+    `extra`: JSON-serialisable facts to keep with the weights (e.g. training step, validation loss).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    metadata = {
+        "format": FORMAT,
+        "config": json.dumps(cfg.to_dict()),
+        "spec": json.dumps(spec.to_dict()),
+        "latent_shape": json.dumps(list(cfg.latent_shape)),
+        "extra": json.dumps(extra or {}),
+    }
+    tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, tmp, metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path: Path | str) -> dict[str, Any]:
+    """Decoded metadata of a weights file: config, spec, latent_shape, extra. Raises ValueError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"world-model weights not found: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            raw = f.metadata() or {}
+        if raw.get("format") != FORMAT:
+            raise ValueError(f"format is {raw.get('format')!r}, expected {FORMAT!r}")
+        return {
+            "config": WorldModelConfig.from_dict(json.loads(raw["config"])),
+            "spec": GameSpec.from_dict(json.loads(raw["spec"])),
+            "latent_shape": tuple(json.loads(raw["latent_shape"])),
+            "extra": json.loads(raw.get("extra", "{}")),
+        }
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
+        raise ValueError(f"{path} is not a valid world-model weights file: {e}") from e
+
+
+def load_world_model(
+    path: Path | str | None = None,
+    spec: GameSpec | None = DEFAULT_SPEC,
+    device: torch.device | str = "cpu",
+) -> WorldModel:
+    """Rebuild a `WorldModel` (eval mode) from `path` (None: the weights shipped in the package).
+
+    Raises `SpecMismatchError` naming both specs when the file was trained for another `GameSpec` than `spec`
+    (pass `spec=None` to skip the check), `FileNotFoundError` when missing, `ValueError` naming the file when
+    it is corrupt or not world-model weights.
+    """
+    path = SHIPPED_WEIGHTS if path is None else Path(path)
+    meta = read_metadata(path)
+    if spec is not None:
+        spec.check_matches(meta["spec"], f"world-model weights {path}")
+    model = WorldModel(meta["config"])
+    try:
+        state = load_file(path)
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise ValueError(f"{path} is not a valid world-model weights file: {e}") from e
+    return model.to(device).eval()

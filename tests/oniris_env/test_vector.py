@@ -1,0 +1,155 @@
+"""The batched adapters: gymnasium `VectorEnv` (`gym.make_vec`) and SB3 `VecEnv`, with same-step autoreset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import oniris_env  # noqa: F401  (registers the ids)
+from oniris_env.bundle import save_random_bundle
+from oniris_env.sb3_vec_env import OnirisSB3VecEnv
+from oniris_env.vector import OnirisLunarLanderVector
+
+NEVER, ALWAYS = 1 - 1e-9, 1e-9  # termination thresholds that a random-init head never / always exceeds
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_random_bundle(tmp_path_factory.mktemp("vector") / "bundle")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_make_vec_uses_the_vector_entry_point(bundle: Path) -> None:
+    env = gym.make_vec("OnirisLunarLander-v0", num_envs=3, weights=bundle, max_episode_steps=7)
+    assert isinstance(env.unwrapped, OnirisLunarLanderVector)
+    assert env.num_envs == 3 and env.episodes.max_episode_steps == 7
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (3, 64, 96, 3) and obs.dtype == np.uint8 and env.observation_space.contains(obs)
+    obs, rewards, terminated, truncated, info = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs)
+    assert rewards.shape == (3,) and terminated.dtype == np.bool_ and truncated.dtype == np.bool_
+    default = gym.make_vec("OnirisLunarLander-v0", num_envs=2, weights=bundle)
+    assert default.episodes.max_episode_steps == 500
+
+
+def test_vector_time_limit_autoresets_in_the_same_step(bundle: Path) -> None:
+    env = OnirisLunarLanderVector(num_envs=2, weights=bundle, max_episode_steps=3, termination_threshold=NEVER)
+    env.reset(seed=0)
+    for _ in range(2):
+        obs, _, terminated, truncated, info = env.step(np.array([0, 1]))
+        assert not terminated.any() and not truncated.any() and "final_obs" not in info
+    obs, _, terminated, truncated, info = env.step(np.array([2, 3]))
+    assert truncated.all() and not terminated.any()
+    assert info["_final_obs"].all() and info["_final_info"].all()
+    # the returned observation starts the next episode (a bank frame); the final one is the dream's last frame
+    bank_last = env.episodes.simulator.contexts.frames[:, -1]
+    for i in range(2):
+        assert any(np.array_equal(obs[i], f) for f in bank_last)
+        assert not np.array_equal(info["final_obs"][i], obs[i])
+    assert not env.step(np.array([0, 0]))[3].any()  # the episode counter restarted
+
+
+def test_vector_termination_autoresets(bundle: Path) -> None:
+    env = OnirisLunarLanderVector(num_envs=2, weights=bundle, termination_threshold=ALWAYS, obs_mode="latent")
+    obs, _ = env.reset(seed=0)
+    obs, _, terminated, truncated, info = env.step(np.array([0, 0]))
+    assert terminated.all() and not truncated.any() and info["_final_obs"].all()
+    latent_shape = env.episodes.simulator.world_model.config.latent_shape
+    assert obs.shape == (2, *latent_shape) and info["final_obs"][0].shape == latent_shape
+
+
+def test_vector_partial_reset_and_contexts(bundle: Path) -> None:
+    env = OnirisLunarLanderVector(num_envs=3, weights=bundle)
+    first, _ = env.reset(seed=1)
+    stepped, *_ = env.step(np.array([1, 2, 3]))
+    frames = np.zeros((1, 2, 64, 96, 3), np.uint8)
+    frames[0, -1, 10:20, 10:20] = 200
+    options = {"reset_mask": np.array([False, True, False]), "context_frames": frames,
+               "context_actions": np.array([[2]])}
+    obs, _ = env.reset(options=options)
+    assert np.array_equal(obs[1], frames[0, -1])
+    assert np.array_equal(obs[[0, 2]], stepped[[0, 2]])
+    with pytest.raises(ValueError, match="reset_mask"):
+        env.reset(options={"reset_mask": np.zeros(3, bool)})
+
+
+def test_vector_seeded_determinism(bundle: Path) -> None:
+    def run() -> list[np.ndarray]:
+        env = OnirisLunarLanderVector(num_envs=2, weights=bundle, max_episode_steps=4)
+        out = [env.reset(seed=5)[0]]
+        for t in range(10):
+            out.append(env.step(np.array([t % 4, (t + 1) % 4]))[0])
+        return out
+
+    for a, b in zip(run(), run(), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_vector_bad_input(bundle: Path) -> None:
+    env = OnirisLunarLanderVector(num_envs=2, weights=bundle)
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.step(np.array([0, 0]))
+    env.reset(seed=0)
+    for bad in (np.array([0, 4]), np.array([0]), np.array([0.5, 1.0]), np.array([[0, 1]])):
+        with pytest.raises(ValueError, match="actions must be 2 ints"):
+            env.step(bad)
+    with pytest.raises(ValueError, match=r"\(N, T, 64, 96, 3\)"):
+        env.reset(options={"context_frames": np.zeros((2, 64, 96, 3), np.uint8)})
+    with pytest.raises(ValueError, match="unknown reset options"):
+        env.reset(options={"foo": 1})
+
+
+def test_sb3_vec_env_autoreset_contract(bundle: Path) -> None:
+    env = OnirisSB3VecEnv(num_envs=2, weights=bundle, max_episode_steps=2, termination_threshold=NEVER)
+    env.seed(0)
+    obs = env.reset()
+    assert obs.shape == (2, 64, 96, 3) and obs.dtype == np.uint8
+    obs, rewards, dones, infos = env.step(np.array([0, 1]))
+    assert rewards.dtype == np.float32 and dones.dtype == np.bool_ and not dones.any()
+    assert infos == [{}, {}]
+    obs, rewards, dones, infos = env.step(np.array([2, 3]))
+    assert dones.all()
+    for i, info in enumerate(infos):
+        assert info["TimeLimit.truncated"] is True
+        assert info["terminal_observation"].shape == (64, 96, 3)
+        assert not np.array_equal(info["terminal_observation"], obs[i])
+
+    terminating = OnirisSB3VecEnv(num_envs=2, weights=bundle, termination_threshold=ALWAYS)
+    terminating.reset()
+    _, _, dones, infos = terminating.step(np.array([0, 0]))
+    assert dones.all() and all(info["TimeLimit.truncated"] is False for info in infos)
+    with pytest.raises(ValueError, match="actions must be 2 ints"):
+        terminating.step(np.array([0, 9]))
+
+
+def test_sb3_vec_env_seeding_and_rendering(bundle: Path) -> None:
+    def run() -> np.ndarray:
+        env = OnirisSB3VecEnv(num_envs=2, weights=bundle, render_mode="rgb_array")
+        env.seed(3)
+        env.reset()
+        obs = env.step(np.array([1, 2]))[0]
+        assert np.array_equal(np.stack(env.get_images()), obs)
+        return obs
+
+    assert np.array_equal(run(), run())
+
+
+def test_sb3_ppo_learns_in_the_batched_dream(bundle: Path) -> None:
+    """Smoke test: PPO runs a few updates on the latent observations (one model call per step for all envs)."""
+    from stable_baselines3 import PPO
+
+    env = OnirisSB3VecEnv(num_envs=2, weights=bundle, obs_mode="latent", max_episode_steps=5)
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=8, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=32)
+    assert model.num_timesteps >= 32

@@ -1,0 +1,151 @@
+"""World-model training: the tiny preset overfits a batch, training resumes exactly, weights round-trip."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from oniris_env.spec import GameSpec, SpecMismatchError
+from oniris_env.world_model import WorldModel, WorldModelConfig, load_world_model, read_metadata, save_world_model
+from training.dataset import EpisodeWindows
+from training.episodes import episode_filename, new_manifest, save_episode, write_manifest
+from training.world_model import TrainWorldModelConfig, train_world_model
+from training.world_model.loss import DartBatch, LossUncertainty, dart_losses
+
+LATENT = (4, 4, 6)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models are overhead-bound: one intra-op thread is faster, and immune to a busy shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_latent_dataset(root, episodes: int = 6, seed: int = 0) -> None:
+    """Tiny synthetic latent episodes in the `oniris-env encode` format: a blob drifting with the action."""
+    rng = np.random.default_rng(seed)
+    manifest = new_manifest(GameSpec(), kind="latents", latent_shape=list(LATENT))
+    root.mkdir(parents=True, exist_ok=True)
+    for index in range(episodes):
+        steps = int(rng.integers(12, 20))
+        actions = rng.integers(0, 4, steps)
+        pos = np.cumsum(np.concatenate([[0], actions - 1.5])) * 0.3
+        grid = np.arange(LATENT[2])[None, :] - LATENT[2] / 2
+        latents = np.exp(-((grid - pos[:, None]) ** 2))[:, None, None, :] * np.ones(LATENT)[None]
+        latents = (latents + 0.1 * rng.standard_normal(latents.shape)).astype(np.float32)
+        terminated = np.zeros(steps, bool)
+        terminated[-1] = index % 2 == 0
+        arrays = {
+            "latents": latents, "actions": actions.astype(np.int64),
+            "rewards": rng.normal(0, 2, steps).astype(np.float32), "terminated": terminated,
+            "truncated": ~terminated & (np.arange(steps) == steps - 1), "seed": np.int64(index),
+        }
+        save_episode(root / episode_filename(index), arrays)
+        manifest["episodes"].append({"index": index, "seed": index, "file": episode_filename(index),
+                                     "length": steps})
+    write_manifest(root, manifest)
+
+
+def test_tiny_preset_overfits_a_batch():
+    cfg = TrainWorldModelConfig.tiny(clip_frames=6, sigma_ctx_max=0.1)
+    model_cfg = WorldModelConfig.tiny()
+    torch.manual_seed(0)
+    model, uncertainty = WorldModel(model_cfg), LossUncertainty()
+    g = torch.Generator().manual_seed(0)
+    batch = DartBatch(
+        latents=torch.randn(2, 6, *model_cfg.latent_shape, generator=g),
+        actions=torch.randint(0, 4, (2, 5), generator=g),
+        rewards=torch.randn(2, 5, generator=g) * 3,
+        terminated=torch.rand(2, 5, generator=g) < 0.2,
+    )
+    opt = torch.optim.Adam(list(model.parameters()) + list(uncertainty.parameters()), lr=3e-3)
+    start = time.perf_counter()
+    raw = []
+    for _ in range(100):
+        losses = dart_losses(model, uncertainty, batch, cfg, torch.Generator().manual_seed(1))  # fixed noise
+        opt.zero_grad()
+        losses.total.backward()
+        opt.step()
+        raw.append(float(losses.denoise_raw))
+    assert raw[-1] < raw[0] / 10, raw[::25]
+    assert float(losses.reward) < 1.0 and float(losses.term) < 0.3
+    assert time.perf_counter() - start < 30
+
+
+@pytest.fixture()
+def latents_dir(tmp_path):
+    root = tmp_path / "latents"
+    write_latent_dataset(root)
+    return root
+
+
+def test_training_resumes_exactly_after_an_interruption(latents_dir, tmp_path):
+    cfg = TrainWorldModelConfig.tiny(steps=12, val_every=4, log_every=2)
+    straight = train_world_model(latents_dir, tmp_path / "a", config=cfg, progress=False)
+    train_world_model(latents_dir, tmp_path / "b", config=cfg, progress=False, stop_after=6)  # "killed" at 6
+    resumed = train_world_model(latents_dir, tmp_path / "b", config=cfg, progress=False)
+    a, b = load_file(straight), load_file(resumed)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
+    records = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == list(range(2, 13, 2))
+    assert {r["step"] for r in records if r["split"] == "val"} == {4, 6, 8, 12}  # 6: the interruption
+    meta = read_metadata(resumed)
+    assert meta["spec"] == GameSpec() and meta["latent_shape"] == LATENT and meta["extra"]["step"] == 12
+    model = load_world_model(resumed)
+    assert model.config.num_actions == 4 and not model.training
+
+
+def test_validation_loss_falls_on_held_out_episodes(latents_dir, tmp_path):
+    val = EpisodeWindows(latents_dir, 6, split="val", key="latents", val_fraction=0.34)
+    train = EpisodeWindows(latents_dir, 6, split="train", key="latents", val_fraction=0.34)
+    assert len(val) and len(train)
+    cfg = TrainWorldModelConfig.tiny(steps=60, val_every=30, log_every=30)
+    train_world_model(None, tmp_path / "run", config=cfg, train_data=train, val_data=val, progress=False)
+    vals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    vals = [r["denoise_raw"] for r in vals if r["split"] == "val"]
+    assert vals[-1] < vals[0]
+
+
+def test_load_refuses_other_spec_and_corrupt_files(tmp_path):
+    model = WorldModel(WorldModelConfig.tiny())
+    path = save_world_model(model, tmp_path / "wm.safetensors", GameSpec(action_repeat=3))
+    with pytest.raises(SpecMismatchError, match="action_repeat"):
+        load_world_model(path)
+    loaded = load_world_model(path, spec=GameSpec(action_repeat=3))
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="bad.safetensors"):
+        load_world_model(bad)
+    with pytest.raises(FileNotFoundError):
+        load_world_model(tmp_path / "missing.safetensors")
+
+
+def test_power_ema_profile_and_lr_schedule():
+    from training.world_model.ema import PowerFunctionEMA, std_to_exp
+    from training.world_model.train import learning_rate
+
+    gamma = std_to_exp(0.05)
+    assert ((gamma + 1) / ((gamma + 2) ** 2 * (gamma + 3))) ** 0.5 == pytest.approx(0.05)  # EDM2 eq. 3
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = PowerFunctionEMA(model, 0.05)
+    for t in range(1, 4):
+        model.weight.data.fill_(float(t))
+        ema.update(model, t)
+    # beta(t) = (1 - 1/t)^(gamma + 1): step 1 copies the weights, later steps average towards the newest
+    b2, b3 = (1 / 2) ** (gamma + 1), (2 / 3) ** (gamma + 1)
+    assert ema.state["weight"].item() == pytest.approx((1 * b2 + 2 * (1 - b2)) * b3 + 3 * (1 - b3))
+    cfg = TrainWorldModelConfig.tiny(lr_ref=1e-3, lr_t_ref=100, lr_warmup=10)
+    assert learning_rate(5, cfg) == pytest.approx(5e-4)
+    assert learning_rate(100, cfg) == pytest.approx(1e-3)
+    assert learning_rate(400, cfg) == pytest.approx(5e-4)  # EDM2 eq. 67: 1 / sqrt(4)
