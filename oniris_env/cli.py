@@ -173,7 +173,9 @@ def _make_dream(weights: Path | None, device: str, denoise_steps: int | None) ->
     if weights is not None:
         kwargs["weights"] = weights
     if denoise_steps is not None:
-        kwargs["denoise_steps"] = denoise_steps
+        from oniris_env.sampler import SamplerConfig
+
+        kwargs["sampler"] = SamplerConfig(num_steps=denoise_steps)
     try:
         return gym.make("OnirisLunarLander-v0", **kwargs)
     except (FileNotFoundError, ValueError) as e:
@@ -202,7 +204,7 @@ def play(
     seed: Annotated[int | None, typer.Option(help="Seed of the first episode.")] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights directory (default: shipped).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    denoise_steps: Annotated[int | None, typer.Option(min=1, help="Denoising steps per frame.")] = None,
+    denoise_steps: Annotated[int | None, typer.Option(min=2, help="Denoising steps per frame.")] = None,
 ) -> None:
     """Fly the lander with the keyboard: Up/W/Space main engine, Left/A and Right/D side engines (main > left >
     right when several are held), R reset, P pause, Esc/Q quit."""
@@ -227,8 +229,8 @@ def play(
         panels = Panels([gym.make("OnirisLunarLanderReal-v0")], ["real"])
     else:
         dream = _make_dream(weights, device, denoise_steps)
-        steps = getattr(dream.unwrapped, "denoise_steps", None)
-        info = f"denoise {steps} steps" if steps is not None else ""
+        sampler = dream.unwrapped.simulator.sampler
+        info = f"denoise {sampler.num_steps} {sampler.method} steps"
         if side_by_side:
             from training.lander import centroid_error, lander_centroid
 
@@ -243,6 +245,49 @@ def play(
         + (f", returns {', '.join(f'{r:.0f}' for r in result.returns)}" if result.returns else "")
         + (f"; recorded {result.recorded_frames} frames to {record}" if result.recorded_frames else "")
     )
+
+
+@app.command(
+    epilog="Examples:\n\n  oniris-env dream --steps 300 --out dream.gif\n\n"
+    "  oniris-env dream --steps 500 --policy file --actions keys.txt --out dream.mp4 --seed 3",
+)
+def dream(
+    out: Annotated[Path, typer.Option(help="Video file: .gif or .mp4.")],
+    steps: Annotated[int, typer.Option(min=1, help="Env steps to dream.")] = 200,
+    policy: Annotated[str, typer.Option(help="random | file (actions from --actions)")] = "random",
+    actions: Annotated[Path | None, typer.Option(help="With --policy file: actions 0-3, cycled if short.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the dream (and of the random policy).")] = 0,
+    weights: Annotated[Path | None, typer.Option(help="Weights directory (default: shipped).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    denoise_steps: Annotated[int | None, typer.Option(min=2, help="Denoising steps per frame.")] = None,
+    scale: Annotated[int, typer.Option(min=1, max=12, help="Video pixels per frame pixel.")] = 3,
+) -> None:
+    """Dream headlessly and write a video with the action and the predicted reward burned in."""
+    import numpy as np
+
+    from oniris_env.play import read_actions_file
+    from oniris_env.rollout_video import rollout_video
+    from oniris_env.video import check_video_path
+
+    try:
+        check_video_path(out)
+        if policy == "file":
+            if actions is None:
+                fail("--policy file needs --actions FILE")
+            script = read_actions_file(actions)
+            act = lambda t: script[t % len(script)]  # noqa: E731
+        elif policy == "random":
+            rng = np.random.default_rng(seed)
+            act = lambda t: int(rng.integers(4))  # noqa: E731
+        else:
+            fail(f"unknown --policy {policy!r}; choose random or file")
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    import oniris_env  # noqa: F401  (registers the ids)
+
+    env = _make_dream(weights, device, denoise_steps)
+    summary = rollout_video(env, steps, act, out, fps=env.metadata["render_fps"], seed=seed, scale=scale)
+    typer.echo(f"dreamt {steps} steps ({summary['episodes']} finished episodes) -> {out}")
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ def test_bad_arguments_exit_with_code_2(args):
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["collect"], ["train"], ["train", "vae"], ["train", "world-model"], ["encode"], ["play"]]
+    "command", [[], ["collect"], ["train"], ["train", "vae"], ["train", "world-model"], ["encode"], ["play"], ["dream"]]
 )
 def test_help(command):
     result = runner.invoke(app, [*command, "--help"])
