@@ -290,6 +290,71 @@ def dream(
     typer.echo(f"dreamt {steps} steps ({summary['episodes']} finished episodes) -> {out}")
 
 
+@app.command(epilog="Example:\n\n  oniris-env info")
+def info() -> None:
+    """Versions, device, and the shipped weights (files, sizes, what they were trained with)."""
+    import json
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from oniris_env.bundle import BUNDLE_FILES, shipped_weights_dir
+
+    def ver(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    typer.echo(f"oniris-env {ver('oniris-env')} on Python {platform.python_version()} ({platform.machine()})")
+    for name in ("torch", "gymnasium", "stable-baselines3", "pygame-ce", "numpy", "typer"):
+        typer.echo(f"  {name:18s} {ver(name)}")
+    import torch
+
+    cuda = f"CUDA available ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "no CUDA: CPU"
+    typer.echo(f"device: {cuda}, {torch.get_num_threads()} torch threads")
+    weights = shipped_weights_dir()
+    typer.echo(f"shipped weights: {weights}")
+    for name in BUNDLE_FILES:
+        path = weights / name
+        typer.echo(f"  {name:26s} " + (f"{path.stat().st_size / 1e6:6.1f} MB" if path.is_file() else "missing"))
+    card = weights / "card.json"
+    if card.is_file():
+        for key, value in json.loads(card.read_text()).items():
+            typer.echo(f"  {key}: {value}")
+
+
+@app.command(epilog="Examples:\n\n  oniris-env check\n\n  oniris-env check --weights runs/bundle")
+def check(
+    weights: Annotated[Path | None, typer.Option(help="Weights directory (default: shipped).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "cpu",
+) -> None:
+    """Run Gymnasium's and Stable-Baselines3's env checkers on the dream env and the real pixel env."""
+    import warnings
+
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env as gym_check
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    import oniris_env  # noqa: F401  (registers the ids)
+
+    dream_env = _make_dream(weights, device, None).unwrapped
+    failures = 0
+    for label, env in (("OnirisLunarLander-v0", dream_env), ("OnirisLunarLanderReal-v0",
+                                                              gym.make("OnirisLunarLanderReal-v0").unwrapped)):
+        for checker_name, checker in (("gymnasium", gym_check), ("stable-baselines3", sb3_check)):
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    checker(env)
+                note = f" ({len(caught)} warnings: {caught[0].message})" if caught else ""
+                typer.echo(f"ok    {label}: {checker_name} checker{note}")
+            except Exception as e:  # report every checker, then fail
+                failures += 1
+                typer.echo(f"FAIL  {label}: {checker_name} checker: {e}")
+    if failures:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

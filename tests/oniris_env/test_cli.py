@@ -33,9 +33,11 @@ def test_bad_arguments_exit_with_code_2(args):
     assert result.exit_code == 2
 
 
-@pytest.mark.parametrize(
-    "command", [[], ["collect"], ["train"], ["train", "vae"], ["train", "world-model"], ["encode"], ["play"], ["dream"]]
-)
+COMMANDS = [[], ["collect"], ["train"], ["train", "vae"], ["train", "world-model"], ["encode"], ["play"], ["dream"],
+            ["info"], ["check"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
