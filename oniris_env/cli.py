@@ -89,24 +89,39 @@ def _check_dataset(path: Path, make: str) -> None:
 @train_app.command(
     "vae",
     epilog="Examples:\n\n  oniris-env train vae --data data/real --out runs/vae --preset default\n\n"
-    "  oniris-env train vae --data data/real --out runs/vae-tiny --preset tiny   # a few seconds",
+    "  oniris-env train vae --data data/real --out runs/vae-ft --preset finetune --init-from runs/vae/vae.safetensors"
+    "\n\n  oniris-env train vae --data data/real --out runs/vae-tiny --preset tiny   # a few seconds",
 )
 def train_vae_command(
     data: Annotated[Path, typer.Option(help="Episode folder written by `oniris-env collect`.")],
     out: Annotated[Path, typer.Option(help="Run folder (checkpoints, metrics.jsonl, vae.safetensors).")],
-    preset: Preset = "default",
+    preset: Annotated[
+        str, typer.Option(help="tiny (seconds) | default (main run) | finetune (second stage, with --init-from)")
+    ] = "default",
     steps: Annotated[int | None, typer.Option(min=1, help="Override the preset's number of steps.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt when present.")] = True,
+    init_from: Annotated[
+        Path | None, typer.Option(help="Start from these VAE weights (needed by --preset finetune).")
+    ] = None,
 ) -> None:
     """Train the group-causal video VAE on recorded frames (resumable; Ctrl-C saves a checkpoint)."""
+    from dataclasses import replace
+
     from training.vae.config import TRAIN_VAE_PRESETS
 
     if preset not in TRAIN_VAE_PRESETS:
         fail(f"unknown --preset {preset!r}; choose one of {', '.join(sorted(TRAIN_VAE_PRESETS))}")
+    if preset == "finetune" and init_from is None:
+        fail("--preset finetune starts from trained weights: add --init-from runs/vae/vae.safetensors")
+    if init_from is not None and not init_from.is_file():
+        fail(f"no VAE weights at {init_from}; train them with: oniris-env train vae --data {data} --out runs/vae")
     _check_dataset(data, f"oniris-env collect --episodes 400 --out {data}")
     from training.vae.train import train_vae
 
-    typer.echo(f"VAE weights: {train_vae(data, out, preset=preset, resume=resume, steps=steps)}")
+    config = TRAIN_VAE_PRESETS[preset]
+    if init_from is not None:
+        config = replace(config, init_from=str(init_from))
+    typer.echo(f"VAE weights: {train_vae(data, out, resume=resume, config=config, steps=steps)}")
 
 
 @train_app.command(

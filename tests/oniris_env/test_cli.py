@@ -53,3 +53,11 @@ def test_help_does_not_import_torch():
 def test_python_dash_m_is_the_same_cli():
     result = subprocess.run([sys.executable, "-m", "oniris_env", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "collect" in result.stdout
+
+
+def test_train_vae_finetune_needs_init_from(tmp_path):
+    result = runner.invoke(app, ["train", "vae", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
+                                 "--preset", "finetune"])
+    assert result.exit_code == 2 and "--init-from" in result.output
+    result = runner.invoke(app, ["train", "vae", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "oniris-env collect" in result.output

@@ -112,4 +112,7 @@ TRAIN_VAE_PRESETS: dict[str, TrainVAEConfig] = {
         bf16=False,
     ),
     "default": TrainVAEConfig(),
+    # Second stage of the shipped VAE: start from a `default` run (`init_from`, CLI `--init-from`) and add the
+    # lander colour-signature loss, which removes the faint purple tint L1 leaves on white terrain edges.
+    "finetune": TrainVAEConfig(excess_weight=50.0, steps=1000, lr=5e-4, warmup_steps=50, val_every=250),
 }

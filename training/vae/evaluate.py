@@ -15,26 +15,10 @@ import numpy as np
 
 from oniris_env.vae import GroupCausalVAE
 from training.dataset import EpisodeWindows
-from training.lander import MIN_LANDER_WEIGHT, centroid_error, lander_centroid, lander_weights
+from training.lander import centroid_error, lander_centroid
 
 #: A pixel is foreground when its brightest channel in the original exceeds this (not near-black sky).
 FOREGROUND_THRESHOLD = 20
-
-#: Per-pixel purple excess below which `floored_centroid` ignores a pixel. A reconstruction tints the large white
-#: terrain by +-1-2 levels per channel; summed over ~1000 terrain pixels that tint outweighs the lander in
-#: `training.lander.lander_centroid` (whose body pixels have excess ~102, outline ~51).
-TINT_FLOOR = 4.0
-
-
-def floored_centroid(frame: np.ndarray, floor: float = TINT_FLOOR) -> tuple[float, float] | None:
-    """`lander_centroid` ignoring pixels whose purple excess is below `floor` (robust to a faint colour tint)."""
-    w = lander_weights(frame)
-    w = np.where(w >= floor, w, 0.0)
-    total = float(w.sum())
-    if total < MIN_LANDER_WEIGHT:
-        return None
-    rows, cols = np.arange(w.shape[0], dtype=np.float32), np.arange(w.shape[1], dtype=np.float32)
-    return float(w.sum(1) @ rows) / total, float(w.sum(0) @ cols) / total
 
 
 def reconstruct_episode(vae: GroupCausalVAE, frames: np.ndarray, chunk: int = 64, bf16: bool = False) -> np.ndarray:
@@ -68,14 +52,12 @@ def evaluate_vae(
     Returns psnr and fg_psnr (dB, from the MSE pooled over all pixels / over foreground pixels of the
     originals), centroid_err_median / centroid_err_p95 / centroid_err_mean (px, frames where the lander is
     found in both), lost_fraction (lander found in the original but not in the reconstruction, over frames where
-    it is found in the original), the same three with the `floored_centroid` locator (suffix `_floor`), frames
-    and episodes.
+    it is found in the original), lander_frames, frames and episodes.
     """
     ds = EpisodeWindows(data_dir, window=1, split=split, val_fraction=val_fraction)
     se = fg_se = 0.0
-    n_px = n_fg = n_found = n_lost = n_frames = n_eps = n_found_floor = n_lost_floor = 0
+    n_px = n_fg = n_found = n_lost = n_frames = n_eps = 0
     errors: list[float] = []
-    errors_floor: list[float] = []
     for i in range(len(ds.episodes)):
         frames = ds.episode(i)["frames"]
         if max_frames is not None:
@@ -99,20 +81,9 @@ def evaluate_vae(
                 n_lost += 1
             else:
                 errors.append(centroid_error(c_orig, c_rec))
-        for orig, rec in zip(frames, recon, strict=True):
-            c_orig = floored_centroid(orig)
-            if c_orig is None:
-                continue
-            n_found_floor += 1
-            c_rec = floored_centroid(rec)
-            if c_rec is None:
-                n_lost_floor += 1
-            else:
-                errors_floor.append(centroid_error(c_orig, c_rec))
         n_frames += len(frames)
         n_eps += 1
     err = np.asarray(errors) if errors else np.asarray([np.nan])
-    err_floor = np.asarray(errors_floor) if errors_floor else np.asarray([np.nan])
     return {
         "psnr": psnr(se / max(n_px, 1)),
         "fg_psnr": psnr(fg_se / max(n_fg, 1)),
@@ -120,9 +91,6 @@ def evaluate_vae(
         "centroid_err_p95": float(np.percentile(err, 95)),
         "centroid_err_mean": float(err.mean()),
         "lost_fraction": n_lost / max(n_found, 1),
-        "centroid_err_median_floor": float(np.median(err_floor)),
-        "centroid_err_p95_floor": float(np.percentile(err_floor, 95)),
-        "lost_fraction_floor": n_lost_floor / max(n_found_floor, 1),
         "lander_frames": n_found,
         "frames": n_frames,
         "episodes": n_eps,
