@@ -56,3 +56,9 @@ def test_cli_info_lists_versions_and_weights():
     result = CliRunner().invoke(app, ["info"])
     assert result.exit_code == 0, result.output
     assert "torch" in result.output and "vae.safetensors" in result.output
+
+
+def test_shipped_weights_pass_both_checkers():
+    result = CliRunner().invoke(app, ["check"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ok ") == 4
