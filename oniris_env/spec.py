@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from oniris_env.config_io import dataclass_from_dict
+
 #: LunarLander-v3's time limit, in physics steps (its registered `max_episode_steps`).
 LUNAR_LANDER_MAX_PHYSICS_STEPS = 1000
 
@@ -64,11 +66,7 @@ class GameSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GameSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown GameSpec fields {unknown}; known fields are {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data)
 
     def check_matches(self, other: GameSpec, where: str) -> None:
         """Raise `SpecMismatchError` naming both specs when `other` (found in `where`) differs from self."""

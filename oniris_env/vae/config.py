@@ -7,8 +7,10 @@ this module never imports torch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from oniris_env.config_io import dataclass_from_dict
 
 
 @dataclass(frozen=True)
@@ -97,11 +99,7 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown VAEConfig fields {unknown}; known fields are {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return dataclass_from_dict(cls, data)
 
 
 # The shipped LunarLander VAE uses g = 1: one latent frame = one env step, so the world model emits exactly one

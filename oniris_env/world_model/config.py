@@ -6,8 +6,10 @@ from it; nothing is patched after loading. Importing this module never imports t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from oniris_env.config_io import dataclass_from_dict
 
 
 @dataclass(frozen=True)
@@ -113,11 +115,7 @@ class WorldModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown WorldModelConfig fields {unknown}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data)
 
     @classmethod
     def tiny(cls, **overrides: Any) -> WorldModelConfig:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from oniris_env.config_io import dataclass_from_dict
 from oniris_env.vae import VAE_PRESETS
 
 RECON_LOSSES = ("l2", "fg_l1", "color_l1", "worst_k_l1")
@@ -89,11 +90,7 @@ class TrainVAEConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainVAEConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainVAEConfig fields {unknown}; known fields are {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data)
 
 
 TRAIN_VAE_PRESETS: dict[str, TrainVAEConfig] = {
