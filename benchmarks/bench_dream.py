@@ -101,14 +101,13 @@ def cache_speedup(weights: str, batch: int, steps: int, sampler: SamplerConfig) 
 
 @torch.inference_mode()
 def compiled_speedup(weights: str, batch: int, steps: int, sampler: SamplerConfig) -> dict:
-    """`torch.compile` of `WorldModel.step` on a full-window cache (constant shapes): warm-up time (compilation
+    """`torch.compile` of `WorldModel.step` (the ring cache has constant shapes): warm-up time (compilation
     of every variant: commit or not, padded or not) and ms per frame after it, eager vs compiled, latent mode."""
     bundle = load_bundle(weights)
     result = {}
     for name, step_fn in (("eager", None), ("compiled", torch.compile(bundle.world_model.step, dynamic=False))):
         start = time.perf_counter()
-        sim = DreamSimulator.from_bundle(bundle, batch, sampler=sampler, decode=False, step_fn=step_fn,
-                                         full_window_cache=True)
+        sim = DreamSimulator.from_bundle(bundle, batch, sampler=sampler, decode=False, step_fn=step_fn)
         sim.seed(0)
         rng = np.random.default_rng(0)
         sim.reset(None, rng)

@@ -110,12 +110,13 @@ def sample_next(
     commit: bool | Tensor = True,
     noise: Tensor | None = None,
     step_fn: StepFn | None = None,
+    in_place: bool = False,
 ) -> SampleOutput:
     """Generate the next latent frame of B dreams and commit it to the cache during the last denoising call.
 
     Args:
         model: the world model (eval mode).
-        cache: the dreams' past (not modified).
+        cache: the dreams' past (not modified, unless `in_place`).
         action: `(B,)` int64 the action taken from the last frame (what leads to the new frame).
         generator: source of the initial noise `(B, C, h, w)` (one draw per call, whatever `commit` says).
         config: schedule and solver.
@@ -123,6 +124,7 @@ def sample_next(
         noise: optional unit-variance initial noise `(B, C, h, w)` used instead of drawing from `generator`
             (for oracles that replay the same noise).
         step_fn: replaces `model.step` (same signature), e.g. a `torch.compile`d version of it.
+        in_place: commit by writing into `cache` (consumed; no copy of the window): for callers owning it.
     """
     step = step_fn or model.step
     b = action.shape[0]
@@ -136,7 +138,7 @@ def sample_next(
     for i in range(n):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         last = i == n - 1
-        out = step(x, sigma.expand(b), action, cache, commit=commit if last else False)
+        out = step(x, sigma.expand(b), action, cache, commit=commit if last else False, in_place=in_place and last)
         if last:  # sigma_next = 0: the Euler step lands exactly on D(x; sigma_min)
             committed, x = x, out.denoised
             break
@@ -160,6 +162,7 @@ def commit_context(
     sigma: float,
     mask: Tensor | None = None,
     step_fn: StepFn | None = None,
+    in_place: bool = False,
 ) -> tuple[WorldModelCache, Tensor]:
     """Feed real (clean) latent frames into the cache, one call per frame, each with context noise `sigma`.
 
@@ -169,6 +172,7 @@ def commit_context(
             when the frames start a sequence).
         sigma: the context noise added and labelled (the sampler's `sigma_min`).
         mask: optional `(B,)` bool: only these dreams receive the frames (the others' caches are unchanged).
+        in_place: commit into `cache`'s buffers (consumed), as in `sample_next`.
     Returns:
         the new cache and the committed noisy frames `(B, T, C, h, w)`.
     """
@@ -181,7 +185,7 @@ def commit_context(
     committed = []
     for j in range(t):
         x = latents[:, j] + sigma * _randn(tuple(latents[:, j].shape), generator).to(latents.device)
-        cache = step(x, sig, actions[:, j], cache, commit=commit).cache
+        cache = step(x, sig, actions[:, j], cache, commit=commit, in_place=in_place).cache
         committed.append(x)
     return cache, torch.stack(committed, dim=1)
 

@@ -25,7 +25,7 @@ from oniris_env.bundle import Bundle, StartContexts, check_context, check_models
 from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig, commit_context, sample_next
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from oniris_env.vae import GroupCausalVAE, StreamCache
-from oniris_env.world_model import WorldModel, WorldModelCache, frame_actions
+from oniris_env.world_model import WorldModel, frame_actions
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,9 @@ class DreamSimulator:
         sampler: denoising schedule and solver.
         decode: keep the VAE decode cache and return frames (False: latents only, faster).
         termination_threshold: a transition terminates when sigmoid(term_logit) > this.
-        step_fn: optional replacement for `world_model.step` with the same signature (e.g. `torch.compile`d).
-        full_window_cache: start with a cache of W empty (masked) slots, so that its shapes never change (no
-            recompilation of a compiled `step_fn` while the window fills); same results, slightly more attention
-            work during the first W frames.
+        step_fn: optional replacement for `world_model.step` with the same signature (e.g. `torch.compile`d),
+            used by `step` (resets, which run on the n restarted dreams only, use `world_model.step`). The cache
+            is a ring of W slots from the start, so its shapes never change and a compiled step never recompiles.
     """
 
     def __init__(
@@ -69,7 +68,6 @@ class DreamSimulator:
         termination_threshold: float = 0.5,
         spec: GameSpec = DEFAULT_SPEC,
         step_fn: Callable | None = None,
-        full_window_cache: bool = False,
     ) -> None:
         if num_dreams < 1:
             raise ValueError(f"num_dreams must be >= 1, got {num_dreams}")
@@ -85,23 +83,10 @@ class DreamSimulator:
         self.generator = torch.Generator(self.device)
         b, cfg = num_dreams, world_model.config
         self.cache = world_model.init_cache(b, device=self.device)
-        if full_window_cache:
-            self.cache = self._empty_full_window()
         self.decode_cache: StreamCache | None = None
         self.latents = torch.zeros(b, *cfg.latent_shape, device=self.device)
         self.frames = np.zeros((b, *spec.frame_shape), dtype=np.uint8)
         self.started = np.zeros(b, dtype=bool)
-
-    @torch.inference_mode()
-    def _empty_full_window(self) -> WorldModelCache:
-        """W committed placeholder frames, then forgotten: W masked slots (only the public cache API is used)."""
-        cfg, b = self.world_model.config, self.num_dreams
-        cache = self.cache
-        zeros = torch.zeros(b, *cfg.latent_shape, device=self.device)
-        start = torch.full((b,), cfg.start_action, device=self.device)
-        for _ in range(cfg.window):
-            cache = self.world_model.step(zeros, torch.ones(b, device=self.device), start, cache, commit=True).cache
-        return cache.reset_where(torch.ones(b, dtype=torch.bool, device=self.device))
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, num_dreams: int, **kwargs) -> DreamSimulator:
@@ -154,17 +139,14 @@ class DreamSimulator:
         latents = self.vae.encode_frames(frames).to(self.device)  # (n, T, C, h, w)
         cond = frame_actions(torch.as_tensor(actions, device=self.device), self.world_model.config.start_action)
 
+        # the n restarted dreams get a fresh cache of n dreams, spliced into the B-dream cache: the other dreams'
+        # state is untouched and no forward pass is spent on them
         rows = torch.as_tensor(idx, device=self.device)
-        full_latents = latents.new_zeros(self.num_dreams, t, *latents.shape[2:])
-        full_latents[rows] = latents
-        full_cond = cond.new_full((self.num_dreams, t), self.world_model.config.start_action)
-        full_cond[rows] = cond
-        mask_t = torch.as_tensor(mask, device=self.device)
-        cache = self.cache.reset_where(mask_t)
-        self.cache, _ = commit_context(
-            self.world_model, cache, full_latents, full_cond, self.generator, self.sampler.sigma_min, mask_t,
-            step_fn=self.step_fn,
+        fresh = self.world_model.init_cache(n, device=self.device)
+        fresh, _ = commit_context(
+            self.world_model, fresh, latents, cond, self.generator, self.sampler.sigma_min, in_place=True
         )
+        self.cache = fresh if n == self.num_dreams else self.cache.splice(rows, fresh)
         if self.decode:
             _, sub_cache = self.vae.decode_latents_step(latents, None)
             self.decode_cache = _scatter_stream_cache(self.decode_cache, sub_cache, rows, self.num_dreams)
@@ -180,14 +162,17 @@ class DreamSimulator:
         """Advance all B dreams by one frame under `actions (B,)` (ints in [0, num_actions)), in one batch."""
         actions = np.asarray(actions)
         if actions.shape != (self.num_dreams,) or not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(f"actions must be an integer array of shape ({self.num_dreams},), got "
-                             f"{actions.dtype} {actions.shape}")
+            raise ValueError(
+                f"actions must be an integer array of shape ({self.num_dreams},), got {actions.dtype} {actions.shape}"
+            )
         if actions.min() < 0 or actions.max() >= self.spec.num_actions:
             raise ValueError(f"actions must be in [0, {self.spec.num_actions}), got {actions.tolist()}")
         if not self.started.all():
             raise RuntimeError(f"dreams {np.flatnonzero(~self.started).tolist()} were never reset: call reset first")
         a = torch.as_tensor(actions, dtype=torch.int64, device=self.device)
-        out = sample_next(self.world_model, self.cache, a, self.generator, self.sampler, step_fn=self.step_fn)
+        out = sample_next(
+            self.world_model, self.cache, a, self.generator, self.sampler, step_fn=self.step_fn, in_place=True
+        )
         self.cache, self.latents = out.cache, out.latent
         frames = None
         if self.decode:

@@ -82,12 +82,12 @@ class WorldModel(nn.Module):
         self.final_ada = nn.Linear(dc, 2 * d)
         self.final_out = nn.Linear(d, config.patch_dim)
         self.head = nn.Sequential(
-            nn.LayerNorm(d), nn.Linear(d, config.head_width), nn.SiLU(),
+            nn.LayerNorm(d),
+            nn.Linear(d, config.head_width),
+            nn.SiLU(),
             nn.Linear(config.head_width, config.reward_bins + 1),
         )
-        self.register_buffer(
-            "bins", reward_bins(config.reward_bins, config.reward_symlog_max), persistent=False
-        )
+        self.register_buffer("bins", reward_bins(config.reward_bins, config.reward_symlog_max), persistent=False)
         for layer in (self.final_ada, self.final_out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -183,15 +183,19 @@ class WorldModel(nn.Module):
     def init_cache(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32
     ) -> WorldModelCache:
-        """An empty cache for `batch_size` dreams (the next frame starts a sequence)."""
+        """An empty cache for `batch_size` dreams (the next frame starts a sequence): W empty slots per layer."""
         cfg = self.config
-        t, k = cfg.tokens_per_frame, cfg.conv_kernel
-        kv = torch.zeros(batch_size * t, cfg.heads, 0, cfg.head_dim, device=device, dtype=dtype)
-        conv = torch.zeros(batch_size, k - 1, t, cfg.width, device=device, dtype=dtype)
-        valid = torch.zeros(batch_size, 0, dtype=torch.bool, device=device)
+        t, k, depth = cfg.tokens_per_frame, cfg.conv_kernel, cfg.depth
+
+        def zeros(*shape: int) -> tuple[Tensor, ...]:  # one tensor per block: in-place commits write them
+            return tuple(torch.zeros(*shape, device=device, dtype=dtype) for _ in range(depth))
+
+        kv_shape = (batch_size * t, cfg.heads, cfg.window, cfg.head_dim)
+        valid = torch.zeros(batch_size, cfg.window, dtype=torch.bool, device=device)
         position = torch.zeros(batch_size, dtype=torch.long, device=device)
-        depth = cfg.depth
-        return WorldModelCache((kv,) * depth, (kv,) * depth, (conv,) * depth, valid, position, cfg.window)
+        return WorldModelCache(
+            zeros(*kv_shape), zeros(*kv_shape), zeros(batch_size, k - 1, t, cfg.width), valid, position
+        )
 
     def step(
         self,
@@ -200,6 +204,7 @@ class WorldModel(nn.Module):
         action: Tensor,
         cache: WorldModelCache,
         commit: bool | Tensor = False,
+        in_place: bool = False,
     ) -> StepOutput:
         """Denoise the new frame given the cached past; optionally commit it.
 
@@ -207,10 +212,12 @@ class WorldModel(nn.Module):
             x: `(B, C, h, w)` the new frame at noise level sigma.
             sigma: `(B,)` its noise level.
             action: `(B,)` int64, the action that led to this frame (`start_action` for a sequence's first).
-            cache: the past (not modified).
+            cache: the past (not modified, unless `in_place` and `commit`).
             commit: True, or a `(B,)` bool mask, to append this frame to the cache as a context frame with
                 context noise sigma: use it on the last denoising call (or to feed real context frames with
                 their context noise). Reward / termination outputs are those of the transition into x.
+            in_place: commit by writing into `cache`'s buffers (no copy of the window); `cache` is then consumed
+                and only the returned cache is valid (`WorldModelCache.append`).
         """
         if x.dim() != 4 or sigma.shape != x.shape[:1] or action.shape != x.shape[:1]:
             raise ValueError(
@@ -227,9 +234,9 @@ class WorldModel(nn.Module):
         denoised = self._denoised(h, cond, x[:, None], sigma[:, None])[:, 0]
         reward_logits, term_logits = self._heads(h)
         if isinstance(commit, Tensor):
-            new_cache = cache.append(entries, commit)
+            new_cache = cache.append(entries, commit, in_place=in_place)
         else:
-            new_cache = cache.append(entries) if commit else cache
+            new_cache = cache.append(entries, in_place=in_place) if commit else cache
         return StepOutput(
             denoised=denoised,
             reward=reward_value(reward_logits[:, 0], self.bins),

@@ -226,16 +226,41 @@ def test_import_stays_torch_free() -> None:
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
 
 
-def test_full_window_cache_gives_the_same_dream(bundle: Path) -> None:
-    """The constant-shape cache (for torch.compile) only adds masked slots: same frames as the growing cache."""
+def test_simulator_equals_the_value_cache_oracle(bundle: Path) -> None:
+    """The simulator (in-place ring cache, spliced resets) == the same dream computed with immutable caches
+    and the plain sampler functions, past the window and across a reset of one dream."""
+    from oniris_env.sampler import commit_context, sample_next
     from oniris_env.simulator import DreamSimulator
+    from oniris_env.world_model import frame_actions
 
     loaded = load_bundle(bundle)
-    runs = []
-    for full in (False, True):
-        sim = DreamSimulator.from_bundle(loaded, 2, full_window_cache=full)
-        sim.seed(0)
-        sim.reset(None, np.random.default_rng(0))
-        runs.append([sim.step(np.array([t % 4, 2])).latents for t in range(10)])  # > window (4)
-    for a, b in zip(*runs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    model, steps = loaded.world_model, 10  # > window (4)
+    sim = DreamSimulator.from_bundle(loaded, 2, decode=False)
+    sim.seed(0)
+    sim.reset(None, np.random.default_rng(0))
+    actions = [np.array([t % 4, 2]) for t in range(steps)]
+    got = [sim.step(a).latents.clone() for a in actions]
+    sim.reset(np.array([False, True]), np.random.default_rng(1))
+    got.append(sim.step(np.array([1, 3])).latents.clone())
+
+    gen = torch.Generator().manual_seed(0)
+    sigma = sim.sampler.sigma_min
+
+    def start(rng: np.random.Generator, n: int) -> tuple:
+        pick = rng.integers(len(loaded.contexts), size=n)
+        latents = loaded.vae.encode_frames(loaded.contexts.frames[pick])
+        acts = torch.as_tensor(loaded.contexts.actions[pick], dtype=torch.int64)
+        return latents, frame_actions(acts, model.config.start_action)
+
+    with torch.inference_mode():
+        cache, _ = commit_context(model, model.init_cache(2), *start(np.random.default_rng(0), 2), gen, sigma)
+        want = []
+        for a in actions:
+            out = sample_next(model, cache, torch.as_tensor(a), gen, sim.sampler)
+            cache = out.cache
+            want.append(out.latent)
+        fresh, _ = commit_context(model, model.init_cache(1), *start(np.random.default_rng(1), 1), gen, sigma)
+        want.append(sample_next(model, cache.splice(torch.tensor([1]), fresh), torch.tensor([1, 3]), gen,
+                                sim.sampler).latent)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-5)

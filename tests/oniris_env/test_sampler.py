@@ -83,7 +83,7 @@ def test_cached_sampler_equals_fresh_cache_recompute(method: str) -> None:
         torch.testing.assert_close(out.committed, ref.committed, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(out.reward, ref.reward, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(out.term_logit, ref.term_logit, rtol=1e-4, atol=1e-5)
-        assert out.cache.length == min(past.shape[1] + 1, model.config.window)
+        assert out.cache.history().tolist() == [min(past.shape[1] + 1, model.config.window)] * past.shape[0]
 
 
 def _forward_denoiser(model: WorldModel, past: torch.Tensor, past_actions: torch.Tensor, action: torch.Tensor,

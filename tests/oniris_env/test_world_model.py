@@ -142,7 +142,7 @@ def test_cached_inference_equals_dart_forward(name):
             torch.testing.assert_close(clean.reward_logits, ref.reward_logits[:, i], atol=ATOL, rtol=0)
             torch.testing.assert_close(clean.term_logit, ref.term_logits[:, i], atol=ATOL, rtol=0)
             cache = clean.cache
-            assert cache.length == min(i + 1, cfg.window)
+            assert cache.history().tolist() == [min(i + 1, cfg.window)] * 2
 
 
 def test_cache_is_shift_invariant_at_large_positions():
@@ -196,6 +196,53 @@ def test_commit_mask_and_reset_keep_dreams_independent():
         torch.testing.assert_close(
             model.step(*probe, masked).denoised[1], model.step(*probe, cache).denoised[1], atol=ATOL, rtol=0
         )
+
+
+def test_in_place_commits_equal_value_commits():
+    """The ring buffer written in place gives bit-identical outputs to immutable commits, past the window and
+    with a masked commit, and the value path leaves its input cache untouched."""
+    cfg = CONFIGS["tiny-24"]
+    model = random_model(cfg)
+    batch = clip(cfg, 2, cfg.window + 5)
+    outs = {}
+    with torch.no_grad():
+        for in_place in (False, True):
+            cache, outs[in_place] = model.init_cache(2), []
+            for i in range(cfg.window + 5):
+                commit = torch.tensor([True, i % 3 != 1])  # dream 1 skips some commits
+                before = [k.clone() for k in cache.keys]
+                out = model.step(*batch_of(batch, i, 2), cache, commit=commit, in_place=in_place)
+                if not in_place:
+                    assert all(torch.equal(a, b) for a, b in zip(before, cache.keys, strict=True))
+                cache = out.cache
+                outs[in_place].append(out.denoised)
+    for a, b in zip(outs[False], outs[True], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_splice_equals_reset_and_masked_commits():
+    """Restarting dream 1 in a cache of its own and splicing it in == resetting it in place with masked commits."""
+    cfg = CONFIGS["tiny-24"]
+    model = random_model(cfg)
+    a, b = clip(cfg, 1, 9, seed=2), clip(cfg, 1, 4, seed=3)
+    with torch.no_grad():
+        cache = model.init_cache(2)
+        for i in range(5):
+            cache = model.step(*batch_of(a, i, 2), cache, commit=True).cache
+        masked = cache.reset_where(torch.tensor([False, True]))
+        for i in range(4):
+            masked = model.step(*batch_of(b, i, 2), masked, commit=torch.tensor([False, True])).cache
+        fresh = model.init_cache(1)
+        for i in range(4):
+            fresh = model.step(*batch_of(b, i, 1), fresh, commit=True, in_place=True).cache
+        spliced = cache.splice(torch.tensor([1]), fresh)
+        probe = batch_of(a, 5, 2)
+        torch.testing.assert_close(
+            model.step(*probe, spliced).denoised, model.step(*probe, masked).denoised, atol=ATOL, rtol=0
+        )
+        torch.testing.assert_close(spliced.position, masked.position)
+        with pytest.raises(ValueError, match="expected 1 rows"):
+            cache.splice(torch.tensor([0, 1]), fresh)
 
 
 def batch_of(batch, i, b):
