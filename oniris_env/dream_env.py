@@ -24,6 +24,41 @@ def observation_space_for(obs_mode: str, latent_shape: tuple[int, int, int]) -> 
     raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
 
 
+def open_dreams(
+    num_dreams: int,
+    weights: str | os.PathLike | None,
+    obs_mode: str,
+    render: bool,
+    device: str,
+    sampler: Any,
+    termination_threshold: float,
+    max_episode_steps: int | None,
+) -> tuple[Any, spaces.Box, Any]:
+    """Check the arguments every dream adapter shares, load the weights bundle and build its simulator.
+
+    Returns the `DreamSimulator` (decoding when `obs_mode` is 'pixels' or `render`), the single-dream
+    observation space and the bundle's directory. Raises `ValueError` naming a bad argument.
+    """
+    from oniris_env.bundle import load_bundle
+    from oniris_env.device import resolve_device
+    from oniris_env.sampler import SamplerConfig
+    from oniris_env.simulator import DreamSimulator
+
+    if obs_mode not in OBS_MODES:
+        raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+    if max_episode_steps is not None and max_episode_steps < 1:
+        raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
+    bundle = load_bundle(weights, device=resolve_device(device))
+    simulator = DreamSimulator.from_bundle(
+        bundle,
+        num_dreams,
+        sampler=sampler or SamplerConfig(),
+        decode=obs_mode == "pixels" or render,
+        termination_threshold=termination_threshold,
+    )
+    return simulator, observation_space_for(obs_mode, bundle.world_model.config.latent_shape), bundle.path
+
+
 def context_from_options(options: dict[str, Any] | None) -> tuple[np.ndarray | None, np.ndarray | None]:
     """`(frames (1, T, H, W, 3), actions (1, T - 1))` from reset options, or (None, None) to draw from the bank.
 
@@ -118,25 +153,12 @@ class OnirisLunarLanderDream(gym.Env):
         termination_threshold: float = 0.5,
         max_episode_steps: int | None = None,
     ) -> None:
-        from oniris_env.bundle import load_bundle
-        from oniris_env.device import resolve_device
-        from oniris_env.sampler import SamplerConfig
-        from oniris_env.simulator import DreamSimulator
-
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        if obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
-        if max_episode_steps is not None and max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
-        self.render_mode, self.obs_mode, self.max_episode_steps = render_mode, obs_mode, max_episode_steps
-        bundle = load_bundle(weights, device=resolve_device(device))
-        self.simulator = DreamSimulator.from_bundle(
-            bundle, 1, sampler=sampler or SamplerConfig(), decode=obs_mode == "pixels" or render_mode is not None,
-            termination_threshold=termination_threshold,
+        self.simulator, self.observation_space, self.weights_dir = open_dreams(
+            1, weights, obs_mode, render_mode is not None, device, sampler, termination_threshold, max_episode_steps
         )
-        self.weights_dir = bundle.path
-        self.observation_space = observation_space_for(obs_mode, bundle.world_model.config.latent_shape)
+        self.render_mode, self.obs_mode, self.max_episode_steps = render_mode, obs_mode, max_episode_steps
         self.action_space = spaces.Discrete(DEFAULT_SPEC.num_actions)
         self._elapsed: int | None = None  # None until the first reset
         self._viewer: Any = None

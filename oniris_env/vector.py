@@ -21,7 +21,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from oniris_env.dream_env import OBS_MODES, observation_space_for
+from oniris_env.dream_env import open_dreams
 from oniris_env.real_env import PHYSICS_FPS
 from oniris_env.spec import DEFAULT_SPEC
 
@@ -63,22 +63,10 @@ class DreamEpisodes:
         termination_threshold: float = 0.5,
         max_episode_steps: int | None = DEFAULT_SPEC.max_episode_steps,
     ) -> None:
-        from oniris_env.bundle import load_bundle
-        from oniris_env.device import resolve_device
-        from oniris_env.sampler import SamplerConfig
-        from oniris_env.simulator import DreamSimulator
-
-        if obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
-        if max_episode_steps is not None and max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
-        bundle = load_bundle(weights, device=resolve_device(device))
-        self.simulator = DreamSimulator.from_bundle(
-            bundle, num_envs, sampler=sampler or SamplerConfig(), decode=obs_mode == "pixels" or render,
-            termination_threshold=termination_threshold,
+        self.simulator, self.single_observation_space, _ = open_dreams(
+            num_envs, weights, obs_mode, render, device, sampler, termination_threshold, max_episode_steps
         )
         self.num_envs, self.obs_mode, self.max_episode_steps = num_envs, obs_mode, max_episode_steps
-        self.single_observation_space = observation_space_for(obs_mode, bundle.world_model.config.latent_shape)
         self.single_action_space = spaces.Discrete(DEFAULT_SPEC.num_actions)
         self.elapsed = np.zeros(num_envs, dtype=np.int64)
         self.rng = np.random.default_rng()
@@ -106,8 +94,9 @@ class DreamEpisodes:
         frame, latent = self.simulator.reset(mask, self.rng, frames, actions)
         obs = self._observations(frame, latent)
         if self._obs is None:
-            self._obs = np.zeros((self.num_envs, *self.single_observation_space.shape),
-                                 self.single_observation_space.dtype)
+            self._obs = np.zeros(
+                (self.num_envs, *self.single_observation_space.shape), self.single_observation_space.dtype
+            )
         self._obs[mask] = obs
         self.elapsed[mask] = 0
         return self._obs.copy()
@@ -117,8 +106,10 @@ class DreamEpisodes:
         a = np.asarray(actions)
         n = self.single_action_space.n
         if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= n:
-            raise ValueError(f"actions must be {self.num_envs} ints in [0, {n}) (shape ({self.num_envs},)), "
-                             f"got {a.tolist() if a.size <= 64 else a.shape}")
+            raise ValueError(
+                f"actions must be {self.num_envs} ints in [0, {n}) (shape ({self.num_envs},)), "
+                f"got {a.tolist() if a.size <= 64 else a.shape}"
+            )
         return a.astype(np.int64)
 
     def step(self, actions: Any) -> BatchStep:
@@ -180,7 +171,13 @@ class OnirisLunarLanderVector(gym.vector.VectorEnv):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self.episodes = DreamEpisodes(
-            num_envs, weights, obs_mode, render_mode is not None, device, sampler, termination_threshold,
+            num_envs,
+            weights,
+            obs_mode,
+            render_mode is not None,
+            device,
+            sampler,
+            termination_threshold,
             max_episode_steps,
         )
         self.num_envs = num_envs
@@ -198,12 +195,15 @@ class OnirisLunarLanderVector(gym.vector.VectorEnv):
         if mask is not None:
             mask = np.asarray(mask)
             if mask.shape != (self.num_envs,) or mask.dtype != np.bool_ or not mask.any():
-                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},) with at "
-                                 f"least one True, got {mask.dtype} {mask.shape}")
+                raise ValueError(
+                    f"options['reset_mask'] must be a bool array of shape ({self.num_envs},) with at "
+                    f"least one True, got {mask.dtype} {mask.shape}"
+                )
         frames, actions = options.pop("context_frames", None), options.pop("context_actions", None)
         if options:
-            raise ValueError(f"unknown reset options {sorted(options)}; supported: 'reset_mask', "
-                             "'context_frames', 'context_actions'")
+            raise ValueError(
+                f"unknown reset options {sorted(options)}; supported: 'reset_mask', 'context_frames', 'context_actions'"
+            )
         self.episodes.seed(seed)
         return self.episodes.reset(mask, frames, actions), {}
 
