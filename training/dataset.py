@@ -38,6 +38,8 @@ class EpisodeWindows:
         val_fraction: expected fraction of episodes in 'val'.
         key: 'frames' (uint8 (L, H, W, 3)) or 'latents' (float32 (L, C, h, w)).
         skip_bad: report (warn) and skip corrupt episode files instead of raising `EpisodeFileError`.
+        shard: `(rank, world_size)`: keep only episodes rank, rank + world_size, ... of the split (in manifest
+            order), so each rank of a `torchrun` job loads and samples its own episodes; (0, 1) keeps all.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class EpisodeWindows:
         key: str = "frames",
         skip_bad: bool = False,
         progress: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
@@ -58,6 +61,9 @@ class EpisodeWindows:
             raise ValueError(f"key must be one of {sorted(_HINTS)}, got {key!r}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        rank, world_size = shard
+        if not 0 <= rank < world_size:
+            raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}")
         self.root, self.window, self.split, self.key = Path(root), window, split, key
         manifest = require_manifest(self.root, _HINTS[key])
         self.manifest = manifest
@@ -65,7 +71,8 @@ class EpisodeWindows:
         entries = [
             e for e in manifest["episodes"]
             if split == "all" or is_validation(e["seed"], val_fraction) == (split == "val")
-        ]
+        ][rank::world_size]
+        self.shard = (rank, world_size)
         self.episodes: list[int] = []
         self.skipped: list[str] = []
         self._data: list[dict[str, np.ndarray]] = []
@@ -113,8 +120,10 @@ class EpisodeWindows:
     def sample_batch(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
         """`batch_size` windows drawn uniformly (with replacement), stacked on a new leading axis."""
         if len(self) == 0:
+            rank, world_size = self.shard
+            where = f" (shard {rank} of {world_size})" if world_size > 1 else ""
             raise ValueError(
-                f"no window of {self.window} frames in the {self.split!r} split of {self.root} "
+                f"no window of {self.window} frames in the {self.split!r} split{where} of {self.root} "
                 f"({len(self._data)} episodes): collect more episodes or use a shorter window"
             )
         items = [self[int(i)] for i in rng.integers(len(self), size=batch_size)]

@@ -119,4 +119,9 @@ VAE_PRESETS: dict[str, VAEConfig] = {
         norm_groups=4,
     ),
     "default": VAEConfig(),
+    # For one GPU (not trained here): ~9.8 M parameters (`default`: 1.7 M), 2x the channels, 2x the blocks, same
+    # 64x96 frames and (8, 8, 12) latent, so `encode` and every world-model preset work unchanged. A 128x192 variant
+    # needs one more spatial down stage (frame_height=128, frame_width=192, spatial_down=(True, True, True)),
+    # which keeps the 8x12 latent, plus frames recorded at that size (see README, "Scale out").
+    "large": VAEConfig(channels=(64, 128, 192), blocks=(2, 2, 2), decoder_blocks=(2, 2, 3), norm_groups=16),
 }

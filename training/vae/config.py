@@ -112,4 +112,20 @@ TRAIN_VAE_PRESETS: dict[str, TrainVAEConfig] = {
     # Second stage of the shipped VAE: start from a `default` run (`init_from`, CLI `--init-from`) and add the
     # lander colour-signature loss, which removes the faint purple tint L1 leaves on white terrain edges.
     "finetune": TrainVAEConfig(excess_weight=50.0, steps=1000, lr=5e-4, warmup_steps=50, val_every=250),
+    # One modern GPU (documented, not trained here): the `large` VAE, bf16, 32 clips of 4 frames per rank (under
+    # DDP the batch is per rank), the colour-signature term from the start, 20 k steps.
+    "large": TrainVAEConfig(
+        model="large",
+        steps=20_000,
+        batch_size=32,
+        clip_length=4,
+        lr=1e-3,
+        warmup_steps=500,
+        bf16=True,
+        excess_weight=50.0,
+        log_every=100,
+        val_every=2000,
+        checkpoint_every=500,
+        eval_frames=4096,
+    ),
 }

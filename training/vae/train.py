@@ -1,10 +1,17 @@
 """Train the group-causal VAE on recorded episodes: `train_vae(data_dir, out_dir, preset)`.
 
+Runs in one process or as one rank of a `torchrun` job (`training.distributed`): the encode-sample-decode
+forward (`PosteriorReconstruction`) is wrapped in DDP, each rank samples its own shard of the training episodes
+with its own seed, `batch_size` is per rank (global batch = `batch_size * world_size`), and rank 0 alone logs,
+validates and writes files (the others wait at a barrier). Without `WORLD_SIZE` nothing changes.
+
 A run folder holds `train_config.json`, `metrics.jsonl` (one JSON object per line), `checkpoint.pt` (resume
 state: plain tensors and numbers, loaded with `weights_only=True`) and, at the end, `vae.safetensors` (the model
 with its measured latent shift/scale, see `oniris_env.vae.checkpoint`) and `eval.json`. Checkpoints are written
 to a temp file and renamed, every `checkpoint_every` steps, at the end and on KeyboardInterrupt; a resumed run
-continues from the saved step with the saved optimizer and RNG states, so no step is lost or repeated.
+continues from the saved step with the saved optimizer and RNG states, so no step is lost or repeated. Under
+DDP the file also holds every rank's RNG states (`rank_rngs`); Ctrl-C writes no extra checkpoint there (a rank
+may already be gone), a restarted job resumes from the last periodic one.
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
-from oniris_env.vae import VAE_PRESETS, GroupCausalVAE, load_vae, save_vae
+from oniris_env.vae import VAE_PRESETS, GroupCausalVAE, VAEConfig, load_vae, save_vae
 from training.dataset import EpisodeWindows
+from training.distributed import DistributedContext, strip_wrapper_prefixes, sync_record
 from training.vae.config import TRAIN_VAE_PRESETS, TrainVAEConfig
 from training.vae.evaluate import evaluate_vae
 from training.vae.losses import excess_loss, group_kl, reconstruction_loss
@@ -45,13 +54,33 @@ def learning_rate(cfg: TrainVAEConfig, step: int) -> float:
     return cfg.lr * (cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def vae_loss(model: GroupCausalVAE, x: torch.Tensor, cfg: TrainVAEConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """ELBO-style loss of one batch x `(B, T, 3, H, W)`: reconstruction of a posterior sample + group KL."""
-    mean, logvar = model.encode(x)
-    z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()  # reparameterisation (Kingma & Welling 2014)
-    x_hat = model.decode(z)
+class PosteriorReconstruction(nn.Module):
+    """The VAE's training forward as one module call (what DDP and `torch.compile` wrap).
+
+    x `(B, T, 3, H, W)` -> (x_hat `(B, T, 3, H, W)`, mean and logvar `(B, T', C, h, w)`): encode, draw one
+    posterior sample with the global torch RNG, decode.
+    """
+
+    def __init__(self, vae: GroupCausalVAE) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mean, logvar = self.vae.encode(x)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()  # reparameterisation (Kingma & Welling 2014)
+        return self.vae.decode(z), mean, logvar
+
+
+def vae_loss(
+    net: nn.Module, x: torch.Tensor, cfg: TrainVAEConfig, vae_config: VAEConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """ELBO-style loss of one batch x `(B, T, 3, H, W)`: reconstruction of a posterior sample + group KL.
+
+    `net`: a `PosteriorReconstruction` (possibly inside DDP / torch.compile); `vae_config`: its VAE's config.
+    """
+    x_hat, mean, logvar = net(x)
     rec = reconstruction_loss(x_hat, x, cfg.recon_loss, cfg.fg_weight, cfg.worst_k_fraction)
-    c = model.config
+    c = vae_config
     kl = group_kl(mean, logvar, c.time_compression * c.image_channels * c.frame_height * c.frame_width)
     loss = rec + cfg.kl_weight * kl
     parts = {"rec": rec.item(), "kl": kl.item()}
@@ -70,7 +99,7 @@ def measure_latent_stats(
     batches = []
     n = 0
     while n < frames:
-        x = frames_to_float(ds.sample_batch(rng, 8)["frames"])
+        x = frames_to_float(ds.sample_batch(rng, 8)["frames"]).to(next(model.parameters()).device)
         mean, _ = model.encode(x)  # (8, T', C, h, w)
         batches.append(mean.float().transpose(0, 2).flatten(1))  # (C, N)
         n += x.shape[0] * x.shape[1]
@@ -90,8 +119,11 @@ def _save_checkpoint(
     step: int,
     rng_state: tuple[str, torch.Tensor],
     cfg: TrainVAEConfig,
+    rank_rngs: list[tuple[str, torch.Tensor]] | None = None,
 ) -> None:
-    state = {
+    """Write the resume state atomically; `model` is the plain VAE (never the DDP wrapper), `rank_rngs` every
+    rank's `_rng_state` under DDP."""
+    state: dict[str, Any] = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "step": step,
@@ -99,6 +131,9 @@ def _save_checkpoint(
         "torch_rng": rng_state[1],
         "config": json.dumps(cfg.to_dict()),
     }
+    if rank_rngs is not None:
+        state["rank_numpy_rng"] = json.dumps([r[0] for r in rank_rngs])
+        state["rank_torch_rng"] = [r[1] for r in rank_rngs]
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -126,30 +161,57 @@ def train_vae(
     steps: int | None = None,
     progress: bool = True,
     spec: GameSpec = DEFAULT_SPEC,
+    device: str = "cpu",
+    compile_model: bool = False,
 ) -> Path:
     """Train a VAE on the episodes in `data_dir`; write the run to `out_dir`; return `out_dir/vae.safetensors`.
 
     Args:
         data_dir: a folder written by `oniris-env collect` (frames + manifest.json).
-        out_dir: run folder; with `resume`, an existing `checkpoint.pt` there is continued.
+        out_dir: run folder; with `resume`, an existing `checkpoint.pt` there is continued. Under a multi-node
+            `torchrun` job it must be on a filesystem that every node sees.
         preset: name in `TRAIN_VAE_PRESETS` ('tiny' for tests, 'default' for the shipped model).
         config: a full `TrainVAEConfig` instead of a preset.
         steps: override the total number of steps.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (rank 0 only).
         spec: the game spec the data must have been recorded with.
+        device: 'cpu' | 'cuda' | 'auto' (under torchrun on CUDA, rank r uses `cuda:{LOCAL_RANK}`).
+        compile_model: `torch.compile` the training forward (off by default: small convolutions on CPU).
     """
+    ctx = DistributedContext.from_env(device)
+    try:
+        return _train(ctx, data_dir, out_dir, preset, resume, config, steps, progress, spec, compile_model)
+    finally:
+        ctx.destroy()
+
+
+def _train(
+    ctx: DistributedContext,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    preset: str,
+    resume: bool,
+    config: TrainVAEConfig | None,
+    steps: int | None,
+    progress: bool,
+    spec: GameSpec,
+    compile_model: bool,
+) -> Path:
     if config is None:
         if preset not in TRAIN_VAE_PRESETS:
             raise ValueError(f"preset must be one of {sorted(TRAIN_VAE_PRESETS)}, got {preset!r}")
         config = TRAIN_VAE_PRESETS[preset]
     cfg = replace(config, steps=steps) if steps is not None else config
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    ctx.barrier()
     ckpt_path, metrics_path = out / CHECKPOINT, out / "metrics.jsonl"
+    dev = torch.device(ctx.device)
 
-    train_ds = EpisodeWindows(data_dir, cfg.clip_length, "train", cfg.val_fraction)
+    train_ds = EpisodeWindows(data_dir, cfg.clip_length, "train", cfg.val_fraction, shard=ctx.shard)
     spec.check_matches(train_ds.spec, str(data_dir))
-    n_val = len(EpisodeWindows(data_dir, 1, "val", cfg.val_fraction).episodes)
+    n_val = len(EpisodeWindows(data_dir, 1, "val", cfg.val_fraction).episodes) if ctx.is_main else 0
 
     torch.manual_seed(cfg.seed)
     model = GroupCausalVAE(VAE_PRESETS[cfg.model])
@@ -158,36 +220,65 @@ def train_vae(
         if init.config != model.config:
             raise ValueError(f"init_from {cfg.init_from} has config {init.config}, expected {model.config}")
         model.load_state_dict(init.state_dict())
+    model = model.to(dev)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-    rng = np.random.default_rng(cfg.seed)
+    # Rank 0 keeps the configured seed (one process is unchanged); other ranks get their own streams.
+    rng = np.random.default_rng(ctx.rank_seed(cfg.seed))
+    if ctx.rank:
+        torch.manual_seed(ctx.rank_seed(cfg.seed))  # posterior noise (the init above is the same on every rank)
     step, elapsed = 0, 0.0
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
+    state = torch.load(ckpt_path, weights_only=True) if resume and ckpt_path.exists() else None
+    if len(set(ctx.all_gather(-1 if state is None else int(state["step"])))) > 1:
+        raise ValueError(f"the ranks see different checkpoints in {out}: put --out on a filesystem all nodes share")
+    if state is not None:
         saved = json.loads(state["config"])
         if {**saved, "steps": cfg.steps} != cfg.to_dict():  # only `steps` may change (to extend a run)
             raise ValueError(
                 f"{ckpt_path} was trained with another config; use resume=False or a new out dir.\n"
                 f"  saved: {saved}\n  now:   {cfg.to_dict()}"
             )
-        model.load_state_dict(state["model"])
+        model.load_state_dict(strip_wrapper_prefixes(state["model"]))
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"])
-        rng.bit_generator.state = json.loads(state["numpy_rng"])
-        _truncate_metrics(metrics_path, step)
-        elapsed = max([json.loads(x).get("elapsed_s", 0.0) for x in metrics_path.read_text().splitlines()] or [0.0])
-    elif metrics_path.exists():
+        numpy_rngs = json.loads(state.get("rank_numpy_rng", "[]"))
+        if len(numpy_rngs) == ctx.world_size > 1:  # same world size: every rank continues its own streams
+            torch.set_rng_state(state["rank_torch_rng"][ctx.rank])
+            rng.bit_generator.state = numpy_rngs[ctx.rank]
+        elif ctx.is_main:  # rank 0 (and one process) continues the saved streams
+            torch.set_rng_state(state["torch_rng"])
+            rng.bit_generator.state = json.loads(state["numpy_rng"])
+        else:  # another world size: fresh streams, distinct per rank and per step
+            torch.manual_seed(ctx.rank_seed(cfg.seed) + step)
+            rng = np.random.default_rng([ctx.rank_seed(cfg.seed), step])
+        if ctx.is_main:
+            _truncate_metrics(metrics_path, step)
+            lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
+            elapsed = max([json.loads(x).get("elapsed_s", 0.0) for x in lines] or [0.0])
+    elif metrics_path.exists() and ctx.is_main:
         metrics_path.unlink()
-    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    if ctx.is_main:
+        (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    forward = PosteriorReconstruction(model)
+    if compile_model:
+        forward.compile()  # in place: the VAE's state_dict keys do not change
+    net = ctx.wrap(forward)
 
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
     frames_per_step = cfg.batch_size * cfg.clip_length
-    bar = tqdm(total=cfg.steps, initial=step, desc="train vae", unit="step", disable=not progress)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train vae", unit="step", disable=not (progress and ctx.is_main))
     t0, t_log, sums = time.perf_counter() - elapsed, time.perf_counter(), {"loss": 0.0, "rec": 0.0, "kl": 0.0}
     n_sum = 0
     rng_state = _rng_state(rng)
+
+    def checkpoint(rng_state: tuple[str, torch.Tensor]) -> None:
+        """Collective under DDP: rank 0 writes the resume state with every rank's RNG states."""
+        ranks = ctx.all_gather(rng_state) if ctx.distributed else None
+        if ctx.is_main:
+            _save_checkpoint(ckpt_path, model, opt, step, rng_state, cfg, ranks)
+        ctx.barrier()
+
     model.train()
     try:
         while step < cfg.steps:
@@ -195,13 +286,13 @@ def train_vae(
             rng_state = _rng_state(rng)
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
-            x = frames_to_float(train_ds.sample_batch(rng, cfg.batch_size)["frames"])
+            x = frames_to_float(train_ds.sample_batch(rng, cfg.batch_size)["frames"]).to(dev)
             if cfg.channels_last:
                 x = x.contiguous()
             with autocast:
-                loss, parts = vae_loss(model, x, cfg)
+                loss, parts = vae_loss(net, x, cfg, model.config)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # under DDP the gradients are averaged over the ranks here
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
             opt.step()
             step += 1
@@ -211,15 +302,23 @@ def train_vae(
             n_sum += 1
             if step % cfg.log_every == 0 or step == cfg.steps:
                 now = time.perf_counter()
-                record = {
+                means = ctx.mean({k: v / n_sum for k, v in sums.items()})  # over the ranks under DDP
+                record: dict[str, Any] = {
                     "step": step,
-                    **{k: v / n_sum for k, v in sums.items()},
+                    **means,
                     "grad_norm": grad_norm,
                     "lr": opt.param_groups[0]["lr"],
                     "frames_per_s": n_sum * frames_per_step / (now - t_log),
                     "elapsed_s": now - t0,
                 }
-                _append_metrics(metrics_path, record)
+                if ctx.distributed:  # frames_per_s is rank 0's
+                    record |= {
+                        "world_size": ctx.world_size,
+                        "global_batch": cfg.batch_size * ctx.world_size,
+                        "global_frames_per_s": record["frames_per_s"] * ctx.world_size,
+                    }
+                if ctx.is_main:
+                    _append_metrics(metrics_path, record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", fps=f"{record['frames_per_s']:.0f}")
                 sums, n_sum, t_log = dict.fromkeys(sums, 0.0), 0, now
             if cfg.val_every and step % cfg.val_every == 0 and n_val and step < cfg.steps:
@@ -230,16 +329,25 @@ def train_vae(
                 t_log = time.perf_counter()
             rng_state = _rng_state(rng)
             if step % cfg.checkpoint_every == 0:
-                _save_checkpoint(ckpt_path, model, opt, step, rng_state, cfg)
+                checkpoint(rng_state)
     except KeyboardInterrupt:
-        _save_checkpoint(ckpt_path, model, opt, step, rng_state, cfg)
+        if not ctx.distributed:
+            _save_checkpoint(ckpt_path, model, opt, step, rng_state, cfg)
         bar.close()
         raise
-    _save_checkpoint(ckpt_path, model, opt, step, _rng_state(rng), cfg)
+    checkpoint(_rng_state(rng))
     bar.close()
     wall = time.perf_counter() - t0
+    sync = sync_record(ctx, step, model.state_dict())
+    if sync is not None:
+        _append_metrics(metrics_path, sync)
+        if not sync["ranks_in_sync"]:
+            raise RuntimeError(f"DDP ranks hold different weights at step {step}: {sync['rank_digests']}")
+    if not ctx.is_main:
+        ctx.barrier()
+        return out / "vae.safetensors"
 
-    # Latent normalisation measured on training data and stored as buffers in the shipped file.
+    # Latent normalisation measured on training data (rank 0's episodes) and stored as buffers in the file.
     model.eval()
     shift, scale = measure_latent_stats(model, train_ds, cfg.stats_frames, np.random.default_rng(cfg.seed + 1))
     model.latent_shift.copy_(shift)
@@ -251,4 +359,6 @@ def train_vae(
     _append_metrics(metrics_path, result)
     (out / "eval.json").write_text(json.dumps(result, indent=1))
     notes = {"train_config": cfg.to_dict(), "data": str(data_dir), **result}
-    return save_vae(model, out / "vae.safetensors", spec=spec, notes=notes)
+    path = save_vae(model, out / "vae.safetensors", spec=spec, notes=notes)
+    ctx.barrier()
+    return path

@@ -2,6 +2,10 @@
 
 Loaded with `torch.load(weights_only=True)` (no code is unpickled). Holds everything needed to continue exactly
 where the run stopped: model, EMA, loss uncertainty, optimiser, step, and all three random streams.
+
+Under DDP (`training.distributed`) rank 0 writes the same file with the unwrapped model's weights (no `module.`
+prefix), its own random streams in `data_rng` / `noise_rng`, and every rank's streams in `rank_rngs`, so one
+file resumes a run in one process or under `torchrun` alike (`load_checkpoint` also strips wrapper prefixes).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from training.distributed import strip_wrapper_prefixes
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -31,6 +37,8 @@ class TrainState:
     model_config: dict[str, Any]
     train_config: dict[str, Any]
     spec: dict[str, Any]
+    rank_rngs: list[dict[str, Any]] | None = None
+    """Under DDP: each rank's `{"data_rng": ..., "noise_rng": ...}` in rank order (absent in one process)."""
 
 
 def save_checkpoint(state: TrainState, out_dir: Path) -> Path:
@@ -48,6 +56,9 @@ def save_checkpoint(state: TrainState, out_dir: Path) -> Path:
         "train_config": json.dumps(state.train_config),
         "spec": json.dumps(state.spec),
     }
+    if state.rank_rngs is not None:
+        payload["rank_data_rng"] = json.dumps([r["data_rng"] for r in state.rank_rngs])
+        payload["rank_noise_rng"] = [r["noise_rng"] for r in state.rank_rngs]
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -61,17 +72,22 @@ def load_checkpoint(out_dir: Path) -> TrainState | None:
         return None
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
+        rank_rngs = None
+        if "rank_data_rng" in raw:
+            data_rngs = json.loads(raw["rank_data_rng"])
+            rank_rngs = [{"data_rng": d, "noise_rng": n} for d, n in zip(data_rngs, raw["rank_noise_rng"], strict=True)]
         return TrainState(
             step=int(raw["step"]),
-            model=raw["model"],
-            ema=raw["ema"],
-            uncertainty=raw["uncertainty"],
+            model=strip_wrapper_prefixes(raw["model"]),
+            ema=strip_wrapper_prefixes(raw["ema"]),
+            uncertainty=strip_wrapper_prefixes(raw["uncertainty"]),
             optimizer=raw["optimizer"],
             noise_rng=raw["noise_rng"],
             data_rng=json.loads(raw["data_rng"]),
             model_config=json.loads(raw["model_config"]),
             train_config=json.loads(raw["train_config"]),
             spec=json.loads(raw["spec"]),
+            rank_rngs=rank_rngs,
         )
     except Exception as e:  # noqa: BLE001 (any failure means the file is unusable: say which file)
         raise ValueError(f"cannot resume from {path}: {e}; delete it to start over") from e

@@ -83,8 +83,17 @@ class TrainWorldModelConfig:
     def tiny(cls, **overrides: Any) -> TrainWorldModelConfig:
         """Seconds on CPU: the tiny model, short clips, a few steps (tests and CI)."""
         base = cls(
-            model_preset="tiny", clip_frames=6, batch_size=4, steps=30, lr_ref=2e-3, lr_t_ref=1000, lr_warmup=0,
-            log_every=5, val_every=10, val_batches=2, bf16=False,
+            model_preset="tiny",
+            clip_frames=6,
+            batch_size=4,
+            steps=30,
+            lr_ref=2e-3,
+            lr_t_ref=1000,
+            lr_warmup=0,
+            log_every=5,
+            val_every=10,
+            val_batches=2,
+            bf16=False,
         )
         return replace(base, **overrides)
 
@@ -94,7 +103,31 @@ class TrainWorldModelConfig:
         return replace(cls(), **overrides)
 
     @classmethod
+    def large(cls, **overrides: Any) -> TrainWorldModelConfig:
+        """One modern GPU (documented, not trained here): the `large` model, 48-frame clips (window 32 + 16),
+        32 clips per rank, bf16, a lower peak learning rate for the wider model and 100 k steps. Under DDP the
+        batch is per rank: 8 GPUs train on 256 clips per step."""
+        base = cls(
+            model_preset="large",
+            clip_frames=48,
+            batch_size=32,
+            steps=100_000,
+            lr_ref=3e-4,
+            lr_t_ref=10_000,
+            lr_warmup=1_000,
+            bf16=True,
+            log_every=100,
+            val_every=2_000,
+            val_batches=16,
+        )
+        return replace(base, **overrides)
+
+    @classmethod
     def preset(cls, name: str, **overrides: Any) -> TrainWorldModelConfig:
-        if name not in ("tiny", "default"):
-            raise ValueError(f"unknown training preset {name!r}; choose 'tiny' or 'default'")
+        if name not in PRESETS:
+            raise ValueError(f"unknown training preset {name!r}; choose one of {', '.join(PRESETS)}")
         return getattr(cls, name)(**overrides)
+
+
+PRESETS = ("tiny", "default", "large")
+"""Names accepted by `TrainWorldModelConfig.preset` (and `oniris-env train world-model --preset`)."""

@@ -47,4 +47,5 @@ class PowerFunctionEMA:
         missing = set(self.state) ^ set(state)
         if missing:
             raise ValueError(f"EMA state does not match the model: {sorted(missing)[:5]}")
-        self.state = {k: v.float().clone() for k, v in state.items()}
+        # keep each tensor on the device of the live EMA (a checkpoint is loaded on the CPU)
+        self.state = {k: v.float().to(self.state[k].device).clone() for k, v in state.items()}

@@ -104,12 +104,14 @@ def dart_losses(
     cfg: TrainWorldModelConfig,
     generator: torch.Generator,
     autocast: bool = False,
+    backend: str = "fast",
 ) -> DartLosses:
-    """One DART forward on a batch and all losses."""
+    """One DART forward on a batch and all losses (`autocast`: bf16 on the batch's device; `backend`: the
+    attention backend of `WorldModel.forward`, "flex" inside a compiled model on CUDA)."""
     x_clean, sigma_ctx, x_noisy, sigma = sample_noise(batch, cfg, generator)
     actions = frame_actions(batch.actions, model.config.start_action)
-    with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
-        out: DartOutput = model(x_clean, sigma_ctx, x_noisy, sigma, actions)
+    with torch.autocast(batch.latents.device.type, torch.bfloat16, enabled=autocast):
+        out: DartOutput = model(x_clean, sigma_ctx, x_noisy, sigma, actions, backend=backend)
     sd = model.config.sigma_data
     weight = (sigma**2 + sd**2) / (sigma * sd) ** 2  # EDM eq. 8 lambda(sigma)
     per_frame = weight * (out.denoised.float() - batch.latents).pow(2).mean(dim=(2, 3, 4))  # (B, N)
@@ -123,5 +125,26 @@ def dart_losses(
     t_loss = F.binary_cross_entropy_with_logits(t_logits, batch.terminated.float(), pos_weight=pos_weight)
     total = denoise + cfg.reward_weight * r_loss + cfg.term_weight * t_loss
     mae = (reward_value(r_logits.detach(), model.bins) - batch.rewards).abs().mean()
-    return DartLosses(total, per_frame.mean().detach(), normalised.mean().detach(), r_loss.detach(),
-                      t_loss.detach(), mae)
+    return DartLosses(
+        total, per_frame.mean().detach(), normalised.mean().detach(), r_loss.detach(), t_loss.detach(), mae
+    )
+
+
+class DartObjective(nn.Module):
+    """The world model and its loss uncertainty as one module whose forward returns the DART losses.
+
+    It is what DDP wraps, so that the gradients of every trained parameter (transformer, heads and the EDM2
+    uncertainty MLP) are averaged over the ranks in one backward. Its parameters are the model's, then the
+    uncertainty's: the same order (and optimiser state layout) as `[*model.parameters(), *u.parameters()]`.
+    """
+
+    def __init__(self, model: WorldModel, uncertainty: LossUncertainty, cfg: TrainWorldModelConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.uncertainty = uncertainty
+        self.cfg = cfg
+
+    def forward(
+        self, batch: DartBatch, generator: torch.Generator, autocast: bool = False, backend: str = "fast"
+    ) -> DartLosses:
+        return dart_losses(self.model, self.uncertainty, batch, self.cfg, generator, autocast, backend)
