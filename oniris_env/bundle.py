@@ -34,9 +34,9 @@ WORLD_MODEL_FILE = "world_model.safetensors"
 CONTEXTS_FILE = "start_contexts.npz"
 BUNDLE_FILES = (VAE_FILE, WORLD_MODEL_FILE, CONTEXTS_FILE)
 
-#: What produces a bundle (issue 6's pipeline; the stages are `train vae`, `encode`, `train world-model`, and
+#: What produces a bundle (in OUT/bundle; the stages are `train vae`, `encode`, `train world-model`, and
 #: `training.bank.build_start_contexts` for the start contexts).
-MAKE_COMMAND = "oniris-env train --preset default"
+MAKE_COMMAND = "oniris-env train --preset default --out runs/default"
 
 
 def shipped_weights_dir() -> Path:

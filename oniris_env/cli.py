@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from oniris_env.cli_common import check_dataset, fail
+from oniris_env.cli_evaluate import EPILOG as EVALUATE_EPILOG
+from oniris_env.cli_evaluate import evaluate
 from oniris_env.cli_train import train_app
 
 app = typer.Typer(
@@ -219,6 +221,9 @@ def dream(
     env = _make_dream(weights, device, denoise_steps)
     summary = rollout_video(env, steps, act, out, fps=env.metadata["render_fps"], seed=seed, scale=scale)
     typer.echo(f"dreamt {steps} steps ({summary['episodes']} finished episodes) -> {out}")
+
+
+app.command(epilog=EVALUATE_EPILOG)(evaluate)
 
 
 @app.command(epilog="Example:\n\n  oniris-env info")

@@ -9,10 +9,63 @@ import typer
 
 from oniris_env.cli_common import check_dataset, fail
 
-train_app = typer.Typer(
-    help="Train the models, stage by stage: `train vae`, then `encode`, then `train world-model`.",
-    no_args_is_help=True,
+train_app = typer.Typer(no_args_is_help=True)
+
+PIPELINE_PRESETS = ("tiny", "default")  # training.pipeline.PIPELINE_PRESETS (named here so --help needs no torch)
+
+
+@train_app.callback(
+    invoke_without_command=True,
+    epilog="Examples:\n\n  oniris-env train --preset tiny --out runs/tiny         # seconds: the test\n\n"
+    "  oniris-env train --preset default --out runs/default   # the shipped recipe\n\n"
+    "  oniris-env train vae --help                            # one stage at a time",
 )
+def train_pipeline_command(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder: data/real, vae, vae_ft, latents, wm, bundle, pipeline.json.")
+    ] = None,
+    preset: Annotated[
+        str, typer.Option(help="tiny (~20 s on 2 cores, a test) | default (how the shipped weights were made)")
+    ] = "default",
+    seed: Annotated[int | None, typer.Option(help="Seed of the collection and of every training (preset: 0).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Collection processes (the episodes do not depend on it).")] = 2,
+    threads: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="torch threads of the trainings (1: how the shipped weights were made; more "
+            "threads were slower on a shared 2-core CPU).",
+        ),
+    ] = 1,
+) -> None:
+    """Train everything with one command: collect -> VAE (-> fine-tune) -> encode -> world model -> bundle.
+
+    Each stage is skipped when its output is complete and resumed from its checkpoint when it is not:
+    the same command continues an interrupted run.
+
+    OUT/bundle is a weights directory: gym.make("OnirisLunarLander-v0", weights="OUT/bundle").
+
+    The sub-commands below run one stage each.
+    """
+    if ctx.invoked_subcommand is not None:
+        if out is not None:
+            fail(f"--out before `{ctx.invoked_subcommand}` belongs to the whole pipeline; put it after the sub-command")
+        return
+    if preset not in PIPELINE_PRESETS:
+        fail(f"unknown --preset {preset!r}; choose one of {', '.join(PIPELINE_PRESETS)}")
+    if out is None:
+        fail(f"the pipeline needs a run folder: oniris-env train --preset {preset} --out runs/{preset}")
+    from training.pipeline import PIPELINE_PRESETS as CONFIGS
+    from training.pipeline import run_pipeline
+
+    config = CONFIGS[preset] if seed is None else CONFIGS[preset].with_seed(seed)
+    try:
+        bundle = run_pipeline(out, config, workers=workers, threads=threads, echo=typer.echo)
+    except (ValueError, FileNotFoundError) as e:  # another config in OUT, a foreign or corrupt file in a stage
+        fail(str(e).splitlines()[0])
+    typer.echo(f"weights bundle: {bundle}  (oniris-env check --weights {bundle})")
+
 
 Preset = Annotated[str, typer.Option(help="tiny (seconds, for tests) | default (the CPU run that ships)")]
 
@@ -21,7 +74,9 @@ Preset = Annotated[str, typer.Option(help="tiny (seconds, for tests) | default (
     "vae",
     epilog="Examples:\n\n  oniris-env train vae --data data/real --out runs/vae --preset default\n\n"
     "  oniris-env train vae --data data/real --out runs/vae-ft --preset finetune --init-from runs/vae/vae.safetensors"
-    "\n\n  oniris-env train vae --data data/real --out runs/vae-tiny --preset tiny   # a few seconds",
+    "\n\n  oniris-env train vae --data data/real --out runs/vae-tiny --preset tiny   # a few seconds"
+    "\n\n  torchrun --standalone --nproc_per_node=2 -m oniris_env train vae --data data/real --out runs/vae"
+    "   # 2 DDP ranks",
 )
 def train_vae_command(
     data: Annotated[Path, typer.Option(help="Episode folder written by `oniris-env collect`.")],
@@ -34,8 +89,15 @@ def train_vae_command(
     init_from: Annotated[
         Path | None, typer.Option(help="Start from these VAE weights (needed by --preset finetune).")
     ] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present) | cpu | cuda.")] = "auto",
+    compile_model: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="torch.compile the training forward.")
+    ] = False,
 ) -> None:
-    """Train the group-causal video VAE on recorded frames (resumable; Ctrl-C saves a checkpoint)."""
+    """Train the group-causal video VAE on recorded frames (resumable; Ctrl-C saves a checkpoint).
+
+    Under `torchrun` each process is one DDP rank (gloo on CPU, NCCL on CUDA); the preset's batch is per rank.
+    """
     from dataclasses import replace
 
     from training.vae.config import TRAIN_VAE_PRESETS
@@ -47,34 +109,49 @@ def train_vae_command(
     if init_from is not None and not init_from.is_file():
         fail(f"no VAE weights at {init_from}; train them with: oniris-env train vae --data {data} --out runs/vae")
     check_dataset(data, f"oniris-env collect --episodes 400 --out {data}")
+    _check_device(device)
     from training.vae.train import train_vae
 
     config = TRAIN_VAE_PRESETS[preset]
     if init_from is not None:
         config = replace(config, init_from=str(init_from))
-    typer.echo(f"VAE weights: {train_vae(data, out, resume=resume, config=config, steps=steps)}")
+    path = train_vae(data, out, resume=resume, config=config, steps=steps, device=device, compile_model=compile_model)
+    if _is_main_rank():
+        typer.echo(f"VAE weights: {path}")
 
 
 @train_app.command(
     "world-model",
     epilog="Examples:\n\n  oniris-env train world-model --latents data/latents --out runs/wm --preset default\n\n"
-    "  oniris-env train world-model --latents data/latents --out runs/wm-tiny --preset tiny   # seconds",
+    "  oniris-env train world-model --latents data/latents --out runs/wm-tiny --preset tiny   # seconds\n\n"
+    "  torchrun --standalone --nproc_per_node=8 -m oniris_env train world-model --latents data/latents "
+    "--out runs/wm-large --preset large   # 8 GPUs",
 )
 def train_world_model_command(
     latents: Annotated[Path, typer.Option(help="Latent folder written by `oniris-env encode`.")],
     out: Annotated[Path, typer.Option(help="Run folder (checkpoint.pt, metrics.jsonl, world_model.safetensors).")],
-    preset: Preset = "default",
+    preset: Annotated[
+        str, typer.Option(help="tiny (seconds, for tests) | default (the CPU run that ships) | large (one GPU)")
+    ] = "default",
     steps: Annotated[int | None, typer.Option(min=1, help="Override the preset's number of steps.")] = None,
     threads: Annotated[
         int | None, typer.Option(min=1, help="torch threads (1 is faster when other jobs share the cores).")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt when present.")] = True,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present) | cpu | cuda.")] = "auto",
+    compile_model: Annotated[
+        bool | None,
+        typer.Option("--compile/--no-compile", help="torch.compile the model (FlexAttention); default: on CUDA only."),
+    ] = None,
 ) -> None:
-    """Train the autoregressive diffusion world model (DART) on encoded latents (resumable; Ctrl-C saves)."""
-    from training.world_model.config import TrainWorldModelConfig
+    """Train the autoregressive diffusion world model (DART) on encoded latents (resumable; Ctrl-C saves).
 
-    if preset not in ("tiny", "default"):
-        fail(f"unknown --preset {preset!r}; choose one of default, tiny")
+    Under `torchrun` each process is one DDP rank (gloo on CPU, NCCL on CUDA); the preset's batch is per rank.
+    """
+    from training.world_model.config import PRESETS, TrainWorldModelConfig
+
+    if preset not in PRESETS:
+        fail(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
     check_dataset(latents, f"oniris-env encode --data data/real --out {latents}")
     overrides: dict[str, Any] = {}
     if steps is not None:
@@ -83,5 +160,27 @@ def train_world_model_command(
         overrides["num_threads"] = threads
     from training.world_model.train import train_world_model
 
+    _check_device(device)
     config = TrainWorldModelConfig.preset(preset, **overrides)
-    typer.echo(f"world-model weights: {train_world_model(latents, out, preset=preset, resume=resume, config=config)}")
+    path = train_world_model(
+        latents, out, preset=preset, resume=resume, config=config, device=device, compile_model=compile_model
+    )
+    if _is_main_rank():
+        typer.echo(f"world-model weights: {path}")
+
+
+def _is_main_rank() -> bool:
+    """False on the ranks > 0 of a `torchrun` job (only rank 0 reports)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _check_device(device: str) -> None:
+    """Exit with a one-line reason when `--device` is unknown or CUDA is asked for but absent."""
+    from oniris_env.device import resolve_device
+
+    try:
+        resolve_device(device)
+    except ValueError as e:
+        fail(str(e))

@@ -1,0 +1,122 @@
+"""`oniris-env evaluate` end to end on a tiny random bundle: every file written, strict JSON with finite numbers."""
+
+import json
+import math
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from oniris_env.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def random_bundle(tmp_path_factory):
+    from oniris_env.bundle import save_random_bundle
+
+    return save_random_bundle(tmp_path_factory.mktemp("bundle") / "weights")
+
+
+def _numbers(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _numbers(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _numbers(v)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield value
+
+
+def test_evaluate_writes_the_report(tmp_path, random_bundle):
+    out = tmp_path / "eval"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--weights",
+            str(random_bundle),
+            "--episodes",
+            "1",
+            "--long-steps",
+            "12",
+            "--max-open-loop-steps",
+            "40",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 2  # --out is required
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--weights",
+            str(random_bundle),
+            "--episodes",
+            "1",
+            "--long-steps",
+            "12",
+            "--max-open-loop-steps",
+            "40",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "targets met" in result.output
+    for name in (
+        "report.json",
+        "report.md",
+        "open_loop_centroid.png",
+        "open_loop_psnr.png",
+        "controllability.png",
+        "long_dream_latents.png",
+        "side_by_side.gif",
+    ):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    for key in (
+        "config",
+        "versions",
+        "data",
+        "vae",
+        "open_loop",
+        "reward_termination",
+        "controllability",
+        "long_dreams",
+        "cost",
+        "weights",
+        "targets",
+        "wall_clock_s",
+    ):
+        assert key in report, key
+    assert all(math.isfinite(x) for x in _numbers(report))
+    assert set(report["open_loop"]["horizons"]) == {"1", "8", "32", "128"}
+    assert report["data"]["seeds"][0] != 0 and report["config"]["base_seed"] == 1_000_003
+    assert report["long_dreams"]["random"]["steps"] == 12 and report["long_dreams"]["random"]["nonfinite_steps"] == 0
+    assert report["cost"]["nfe_per_step"] == 3 and report["cost"]["world_model_parameters"] > 0
+    assert len(report["weights"]["files"]["world_model.safetensors"]["sha256"]) == 64
+    assert {"name", "value", "target", "pass"} <= set(report["targets"][0])
+    markdown = (out / "report.md").read_text()
+    assert "## Targets" in markdown and "## Open loop" in markdown and "repeat-last-frame" in markdown
+    with Image.open(out / "side_by_side.gif") as gif:
+        assert gif.size == (3 * (3 * 96 + 4), 3 * 64) and gif.n_frames > 1
+
+
+def test_evaluate_help_and_bad_weights(tmp_path):
+    result = runner.invoke(app, ["evaluate", "--help"])
+    assert result.exit_code == 0 and "--episodes" in result.output
+    missing = tmp_path / "nowhere"
+    result = runner.invoke(app, ["evaluate", "--weights", str(missing), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert str(missing) in result.output and "oniris-env train" in result.output
+    assert not (tmp_path / "o").exists()
