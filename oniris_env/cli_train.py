@@ -143,6 +143,10 @@ def train_world_model_command(
         bool | None,
         typer.Option("--compile/--no-compile", help="torch.compile the model (FlexAttention); default: on CUDA only."),
     ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(help="Start a new run from these world-model weights (e.g. the shipped ones) instead of noise."),
+    ] = None,
 ) -> None:
     """Train the autoregressive diffusion world model (DART) on encoded latents (resumable; Ctrl-C saves).
 
@@ -158,6 +162,10 @@ def train_world_model_command(
         overrides["steps"] = steps
     if threads is not None:
         overrides["num_threads"] = threads
+    if init_from is not None:
+        if not init_from.is_file():
+            fail(f"no world-model weights at {init_from}; train them with: oniris-env train world-model --out runs/wm")
+        overrides["init_from"] = str(init_from)
     from training.world_model.train import train_world_model
 
     _check_device(device)

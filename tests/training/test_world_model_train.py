@@ -104,6 +104,25 @@ def test_training_resumes_exactly_after_an_interruption(latents_dir, tmp_path):
     assert model.config.num_actions == 4 and not model.training
 
 
+def test_init_from_starts_a_fresh_run_from_given_weights(latents_dir, tmp_path):
+    first = train_world_model(latents_dir, tmp_path / "a", config=TrainWorldModelConfig.tiny(steps=4), progress=False)
+    # lr 0: the weights cannot move, so the new run's EMA must be exactly the file it started from
+    cfg = TrainWorldModelConfig.tiny(steps=3, lr_ref=0.0, seed=5, init_from=str(first))
+    second = train_world_model(latents_dir, tmp_path / "b", config=cfg, progress=False)
+    a, b = load_file(first), load_file(second)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
+    assert read_metadata(second)["extra"]["step"] == 3
+    other = tmp_path / "other"
+    save_world_model(WorldModel(WorldModelConfig.tiny(latent_channels=2)), other / "wm.safetensors", GameSpec())
+    with pytest.raises(ValueError, match="latents of shape"):
+        train_world_model(
+            latents_dir, tmp_path / "c", progress=False,
+            config=TrainWorldModelConfig.tiny(init_from=str(other / "wm.safetensors")),
+        )
+
+
 def test_validation_loss_falls_on_held_out_episodes(latents_dir, tmp_path):
     val = EpisodeWindows(latents_dir, 6, split="val", key="latents", val_fraction=0.34)
     train = EpisodeWindows(latents_dir, 6, split="train", key="latents", val_fraction=0.34)

@@ -63,6 +63,10 @@ class TrainWorldModelConfig:
     """Seed of the data sampler, the noise generator and the initialisation."""
     num_threads: int | None = None
     """torch intra-op threads (None: leave torch's default)."""
+    init_from: str = ""
+    """`world_model.safetensors` to start a fresh run from (its config becomes the model's; the EMA starts from
+    it, the optimiser, the loss-uncertainty MLP and the schedule start fresh). Empty: random initialisation.
+    Ignored when resuming from a checkpoint."""
 
     def __post_init__(self) -> None:
         if self.clip_frames < 2:

@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from oniris_env.spec import GameSpec
-from oniris_env.world_model import WorldModel, WorldModelConfig, save_world_model
+from oniris_env.world_model import WorldModel, WorldModelConfig, load_world_model, save_world_model
 from training.distributed import DistributedContext, sync_record
 from training.world_model.checkpoint import TrainState, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from training.world_model.config import TrainWorldModelConfig
@@ -149,6 +149,18 @@ def train_world_model(
         ctx.destroy()
 
 
+def _init_config(path: str, data: BatchSource) -> WorldModelConfig:
+    """The config of the weights a run starts from, checked against the dataset (spec, latent shape)."""
+    config = load_world_model(path, spec=data.spec).config
+    sample = data.sample_batch(np.random.default_rng(0), 1)["latents"]
+    if tuple(sample.shape[2:]) != config.latent_shape:
+        raise ValueError(
+            f"init_from {path} was trained on latents of shape {config.latent_shape}, "
+            f"the dataset has {tuple(sample.shape[2:])}"
+        )
+    return config
+
+
 def _restore_noise(generator: torch.Generator, state: Tensor, seed: int) -> None:
     """Load a saved noise-generator state; a state from another device type (CPU <-> CUDA checkpoints) cannot
     be loaded, so the stream restarts from `seed` (the run continues, not bit-exactly)."""
@@ -211,7 +223,9 @@ def _train(
     noise_rng = torch.Generator(device=dev).manual_seed(ctx.rank_seed(cfg.seed))
     if state is None:
         model_cfg, spec = None, train_data.spec
-        if ctx.is_main:  # sigma_data is measured once, on rank 0's episodes, and shared
+        if cfg.init_from:
+            model_cfg = _init_config(cfg.init_from, train_data) if ctx.is_main else None
+        elif ctx.is_main:  # sigma_data is measured once, on rank 0's episodes, and shared
             probe = train_data.sample_batch(np.random.default_rng(cfg.seed + 1), 1)
             model_cfg = model_config_for(train_data, cfg, probe)
         shared: dict[str, Any] | None = ctx.broadcast(model_cfg.to_dict() if model_cfg else None)
@@ -232,7 +246,10 @@ def _train(
         bf16 = True if dev.type == "cuda" else (bf16_is_faster(model_cfg.width) if ctx.is_main else None)
         cfg = replace(cfg, bf16=ctx.broadcast(bf16))
     torch.manual_seed(cfg.seed)
-    model = WorldModel(model_cfg).to(dev)
+    model = WorldModel(model_cfg)
+    if state is None and cfg.init_from:  # every rank loads the same file: identical starting weights
+        model.load_state_dict(load_world_model(cfg.init_from, spec=spec).state_dict())
+    model = model.to(dev)
     uncertainty = LossUncertainty().to(dev)
     objective = DartObjective(model, uncertainty, cfg)
     params = list(objective.parameters())  # model's, then the uncertainty's (the checkpoint's optimiser layout)
