@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,8 @@ from oniris_env.cli_common import fail
 EPILOG = (
     "Examples:\n\n  oniris-env evaluate --out runs/eval                       # shipped weights, 16 episodes\n\n"
     "  oniris-env evaluate --weights runs/bundle --episodes 32 --out runs/eval-bundle\n\n"
-    "  oniris-env evaluate --episodes 2 --long-steps 50 --max-open-loop-steps 64 --out /tmp/eval   # a quick look"
+    "  oniris-env evaluate --episodes 2 --long-steps 50 --max-open-loop-steps 64 --out /tmp/eval   # a quick look\n\n"
+    "  oniris-env evaluate --denoise-steps 2 --out runs/eval-2steps   # the same figures with another sampler"
 )
 
 
@@ -29,6 +31,14 @@ def evaluate(
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads (default: torch's choice).")] = None,
+    denoise_steps: Annotated[
+        int | None, typer.Option(min=2, help="Denoising steps per frame (default: the env's sampler, 3).")
+    ] = None,
+    sampler: Annotated[str | None, typer.Option(help="euler | heun (default: the env's, euler).")] = None,
+    sigma_min: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Last noise level = context noise of committed frames (default: 2e-3)."),
+    ] = None,
     mp4: Annotated[bool, typer.Option("--mp4", help="Also write side_by_side.mp4 (needs the video extra).")] = False,
     progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
 ) -> None:
@@ -44,14 +54,22 @@ def evaluate(
     import torch
 
     from oniris_env.device import resolve_device
+    from oniris_env.sampler import DEFAULT_SAMPLER
     from training.evaluate.config import EvalConfig
     from training.evaluate.run import evaluate_bundle
 
     if threads is not None:
         torch.set_num_threads(threads)
     try:
+        chosen = {"num_steps": denoise_steps, "method": sampler, "sigma_min": sigma_min}
+        sampler_config = replace(DEFAULT_SAMPLER, **{k: v for k, v in chosen.items() if v is not None})
         config = EvalConfig(
-            episodes=episodes, base_seed=seed, long_steps=long_steps, max_open_loop_steps=max_open_loop_steps, mp4=mp4
+            episodes=episodes,
+            base_seed=seed,
+            long_steps=long_steps,
+            max_open_loop_steps=max_open_loop_steps,
+            mp4=mp4,
+            sampler=sampler_config,
         )
         report = evaluate_bundle(weights, out, config, resolve_device(device), progress)
     except ValueError as e:  # bad device, seeds that clash with training, a bundle that does not fit

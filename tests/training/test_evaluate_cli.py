@@ -120,3 +120,20 @@ def test_evaluate_help_and_bad_weights(tmp_path):
     assert result.exit_code == 2
     assert str(missing) in result.output and "oniris-env train" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_uses_the_chosen_sampler(tmp_path, random_bundle):
+    quick = ["evaluate", "--weights", str(random_bundle), "--episodes", "1", "--long-steps", "4"]
+    quick += ["--max-open-loop-steps", "8", "--device", "cpu", "--threads", "1", "--no-progress"]
+    out = tmp_path / "heun2"
+    result = runner.invoke(app, [*quick, "--denoise-steps", "2", "--sampler", "heun", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["sampler"]["num_steps"] == 2 and report["config"]["sampler"]["method"] == "heun"
+    assert report["cost"]["nfe_per_step"] == 3  # Heun: 2 N - 1 calls
+    assert report["cost"]["sampler"] == report["config"]["sampler"]
+    assert "(2 heun steps)" in (out / "report.md").read_text()
+    for bad, reason in ((["--sigma-min", "0"], "sigma_min"), (["--sampler", "ddim"], "method")):
+        result = runner.invoke(app, [*quick, *bad, "--out", str(tmp_path / "bad")])
+        assert result.exit_code == 2, result.output
+        assert reason in result.output and len(result.output.strip().splitlines()) == 1, result.output

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
+
 #: Base seed of the evaluation episodes. Training data used `episode_seed(0, i)`; `data.check_disjoint` guards
 #: against collisions with the first `TRAIN_SEED_RANGE` training seeds.
 EVAL_BASE_SEED = 1_000_003
@@ -42,6 +44,8 @@ class EvalConfig:
     """Timed dream steps per speed measurement (after a short warm-up)."""
     seed: int = 0
     """Seed of the dreams' samplers and of the random long-dream policy."""
+    sampler: SamplerConfig = DEFAULT_SAMPLER
+    """How every dream of the evaluation denoises its frames (the env's default unless told otherwise)."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:

@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from oniris_env.bundle import Bundle
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from training.evaluate.data import RealEpisode
 from training.evaluate.frames import centroids
@@ -132,6 +133,7 @@ def controllability(
     offsets: tuple[int, ...],
     seed: int,
     progress: bool = True,
+    sampler: SamplerConfig = DEFAULT_SAMPLER,
 ) -> tuple[dict, dict]:
     """Run all trials; return the JSON-ready metrics and the first trial's trajectories (for the plot)."""
     spec, t_ctx = bundle.spec, bundle.contexts.frames.shape[1]
@@ -152,7 +154,7 @@ def controllability(
     held = np.tile(np.arange(num_a), len(trials))[:, None].repeat(steps, axis=1)  # (n A, S)
     outs = list(
         tqdm(
-            replay(bundle, ctx_frames, ctx_actions, held, seed),
+            replay(bundle, ctx_frames, ctx_actions, held, seed, sampler=sampler),
             total=steps,
             desc="controllability (dream)",
             unit="step",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from oniris_env.bundle import BUNDLE_FILES, Bundle
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
 from oniris_env.simulator import DreamSimulator
 
 #: (batch, decode frames) of the speed measurements.
@@ -16,9 +18,11 @@ SPEED_SETTINGS = ((1, True), (16, False))
 WARMUP_STEPS = 3
 
 
-def dream_steps_per_s(bundle: Bundle, batch: int, decode: bool, steps: int, seed: int = 0) -> float:
+def dream_steps_per_s(
+    bundle: Bundle, batch: int, decode: bool, steps: int, seed: int = 0, sampler: SamplerConfig = DEFAULT_SAMPLER
+) -> float:
     """Env steps per second summed over the batch (B * steps / seconds), after `WARMUP_STEPS` untimed steps."""
-    sim = DreamSimulator.from_bundle(bundle, batch, decode=decode)
+    sim = DreamSimulator.from_bundle(bundle, batch, decode=decode, sampler=sampler)
     sim.seed(seed)
     rng = np.random.default_rng(seed)
     sim.reset(None, rng)
@@ -39,20 +43,18 @@ def bundle_files(path: Path) -> dict[str, dict]:
     return {name: {"bytes": (path / name).stat().st_size, "sha256": sha256(path / name)} for name in BUNDLE_FILES}
 
 
-def cost(bundle: Bundle, steps: int, seed: int = 0) -> dict:
-    """Speeds, NFE (`SamplerConfig.model_calls` of the default sampler) and parameter counts."""
-    from oniris_env.sampler import DEFAULT_SAMPLER
-
+def cost(bundle: Bundle, steps: int, seed: int = 0, sampler: SamplerConfig = DEFAULT_SAMPLER) -> dict:
+    """Speeds, NFE (`SamplerConfig.model_calls` of `sampler`) and parameter counts."""
     speeds = {
-        f"B{batch}_{'pixels' if decode else 'latent'}": dream_steps_per_s(bundle, batch, decode, steps, seed)
+        f"B{batch}_{'pixels' if decode else 'latent'}": dream_steps_per_s(bundle, batch, decode, steps, seed, sampler)
         for batch, decode in SPEED_SETTINGS
     }
     files = bundle_files(bundle.path)
     return {
         "steps_per_s": speeds,
         "timed_steps": steps,
-        "sampler": {"num_steps": DEFAULT_SAMPLER.num_steps, "method": DEFAULT_SAMPLER.method},
-        "nfe_per_step": DEFAULT_SAMPLER.model_calls,
+        "sampler": asdict(sampler),
+        "nfe_per_step": sampler.model_calls,
         "vae_parameters": sum(p.numel() for p in bundle.vae.parameters()),
         "world_model_parameters": sum(p.numel() for p in bundle.world_model.parameters()),
         "files": files,

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from oniris_env.bundle import Bundle
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
 from oniris_env.simulator import DreamSimulator
 from training.lander import lander_centroid
 
@@ -64,10 +65,17 @@ def window_stats(values: np.ndarray, window: int = WINDOW) -> list[float]:
     return [float(values[i : i + window].mean()) for i in range(0, len(values), window)]
 
 
-def long_dreams(bundle: Bundle, steps: int, seed: int, reference: tuple[float, float], progress: bool = True) -> dict:
+def long_dreams(
+    bundle: Bundle,
+    steps: int,
+    seed: int,
+    reference: tuple[float, float],
+    progress: bool = True,
+    sampler: SamplerConfig = DEFAULT_SAMPLER,
+) -> dict:
     """Dream `steps` steps under each policy (one batch of 2 dreams); `reference` = (mean, std) of real latents."""
     spec = bundle.spec
-    sim = DreamSimulator.from_bundle(bundle, len(POLICIES))
+    sim = DreamSimulator.from_bundle(bundle, len(POLICIES), sampler=sampler)
     sim.seed(seed)
     rng = np.random.default_rng(seed)
     frames, _ = sim.reset(None, rng)

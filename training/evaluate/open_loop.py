@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from oniris_env.bundle import Bundle
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
 from training.evaluate.data import RealEpisode
 from training.evaluate.frames import PairStats, centroids
 from training.evaluate.rollout import context_at, replay
@@ -65,6 +66,7 @@ def open_loop(
     video_episodes: int = 2,
     video_steps: int = 128,
     progress: bool = True,
+    sampler: SamplerConfig = DEFAULT_SAMPLER,
 ) -> OpenLoopResult:
     """Replay every episode in the dream from its first T frames (T = the bank's context length), in one batch."""
     t_ctx = bundle.contexts.frames.shape[1]
@@ -90,7 +92,9 @@ def open_loop(
     pred_r, pred_t = np.zeros((n, total), np.float32), np.zeros((n, total), bool)
     shown = min(video_episodes, n)
     video_dream: list[list[np.ndarray]] = [[] for _ in range(shown)]
-    rollout = replay(bundle, np.stack([c[0] for c in contexts]), np.stack([c[1] for c in contexts]), actions, seed)
+    rollout = replay(
+        bundle, np.stack([c[0] for c in contexts]), np.stack([c[1] for c in contexts]), actions, seed, sampler=sampler
+    )
     for s, out in enumerate(tqdm(rollout, total=total, desc="open loop", unit="step", disable=not progress)):
         k = s + 1
         alive = [i for i in range(n) if steps[i] >= k]
@@ -135,7 +139,12 @@ def open_loop(
 
 
 def terminal_replays(
-    bundle: Bundle, episodes: list[RealEpisode], steps: int, seed: int, progress: bool = True
+    bundle: Bundle,
+    episodes: list[RealEpisode],
+    steps: int,
+    seed: int,
+    progress: bool = True,
+    sampler: SamplerConfig = DEFAULT_SAMPLER,
 ) -> Replays:
     """Replay the last `steps` transitions of every long-enough episode from the T real frames before them
     (latents only: rewards and terminations, no frames)."""
@@ -155,6 +164,7 @@ def terminal_replays(
                 actions,
                 seed,
                 decode=False,
+                sampler=sampler,
             ),
             total=steps,
             desc="terminal replays",

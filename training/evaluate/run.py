@@ -103,8 +103,11 @@ def evaluate_bundle(
         config.video_episodes,
         config.video_steps,
         progress,
+        config.sampler,
     )
-    terminal = timed("terminal_replays", terminal_replays, bundle, episodes, config.terminal_steps, seed, progress)
+    terminal = timed(
+        "terminal_replays", terminal_replays, bundle, episodes, config.terminal_steps, seed, progress, config.sampler
+    )
     ctrl, example = timed(
         "controllability",
         controllability,
@@ -114,6 +117,7 @@ def evaluate_bundle(
         config.control_offsets,
         seed,
         progress,
+        config.sampler,
     )
     reference = real_latent_stats(bundle.vae, episodes)
     report = {
@@ -133,8 +137,10 @@ def evaluate_bundle(
         "open_loop_curve": ol.curve,
         "reward_termination": reward_termination(ol.replays, terminal, config.term_tolerance),
         "controllability": ctrl,
-        "long_dreams": timed("long_dreams", long_dreams, bundle, config.long_steps, seed, reference, progress),
-        "cost": timed("cost", cost, bundle, config.cost_steps, seed),
+        "long_dreams": timed(
+            "long_dreams", long_dreams, bundle, config.long_steps, seed, reference, progress, config.sampler
+        ),
+        "cost": timed("cost", cost, bundle, config.cost_steps, seed, config.sampler),
     }
     report["weights"] = {"path": str(bundle.path), "files": report["cost"]["files"]}
     report["targets"] = targets(report)
