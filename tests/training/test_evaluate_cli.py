@@ -30,47 +30,19 @@ def _numbers(value):
         yield value
 
 
+def _quick(bundle, long_steps: int = 12, open_loop_steps: int = 40) -> list[str]:
+    """An evaluate command line on one episode, short dreams, one thread, no progress bars (no --out)."""
+    return [
+        "evaluate", "--weights", str(bundle), "--episodes", "1", "--long-steps", str(long_steps),
+        "--max-open-loop-steps", str(open_loop_steps), "--device", "cpu", "--threads", "1", "--no-progress",
+    ]  # fmt: skip
+
+
 def test_evaluate_writes_the_report(tmp_path, random_bundle):
     out = tmp_path / "eval"
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "--weights",
-            str(random_bundle),
-            "--episodes",
-            "1",
-            "--long-steps",
-            "12",
-            "--max-open-loop-steps",
-            "40",
-            "--device",
-            "cpu",
-            "--no-progress",
-        ],
-    )
+    result = runner.invoke(app, _quick(random_bundle))
     assert result.exit_code == 2  # --out is required
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "--weights",
-            str(random_bundle),
-            "--episodes",
-            "1",
-            "--long-steps",
-            "12",
-            "--max-open-loop-steps",
-            "40",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--no-progress",
-            "--out",
-            str(out),
-        ],
-    )
+    result = runner.invoke(app, [*_quick(random_bundle), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "targets met" in result.output
     for name in (
@@ -123,8 +95,7 @@ def test_evaluate_help_and_bad_weights(tmp_path):
 
 
 def test_evaluate_uses_the_chosen_sampler(tmp_path, random_bundle):
-    quick = ["evaluate", "--weights", str(random_bundle), "--episodes", "1", "--long-steps", "4"]
-    quick += ["--max-open-loop-steps", "8", "--device", "cpu", "--threads", "1", "--no-progress"]
+    quick = _quick(random_bundle, long_steps=4, open_loop_steps=8)
     out = tmp_path / "heun2"
     result = runner.invoke(app, [*quick, "--denoise-steps", "2", "--sampler", "heun", "--out", str(out)])
     assert result.exit_code == 0, result.output
