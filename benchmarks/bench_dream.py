@@ -70,6 +70,27 @@ def latency_rollout(weights: str, steps: int, probes: tuple[int, ...], half_widt
     return {"latency_ms": lat, "rss": rss, "mean_ms": float(times.mean() * 1e3)}
 
 
+def paired_latency(weights: str, young: int, old: int, steps: int = 100) -> dict[int, tuple[float, float]]:
+    """p50/p95 ms per step of two B = 1 pixel dreams, one around step `young` and one around step `old`, timed in
+    alternation (young, old, young, ...) so that a shared machine's load falls on both alike."""
+    bundle = load_bundle(weights)
+    sims, rng = {}, np.random.default_rng(0)
+    for start in (young, old):
+        sim = DreamSimulator.from_bundle(bundle, 1)
+        sim.seed(start)
+        sim.reset(None, np.random.default_rng(start))
+        for _ in range(max(start - steps // 2, 0)):  # untimed: bring the dream to its probe
+            sim.step(rng.integers(4, size=1))
+        sims[start] = sim
+    times: dict[int, list[float]] = {young: [], old: []}
+    for _ in range(steps):
+        for start, sim in sims.items():
+            t0 = time.perf_counter()
+            sim.step(rng.integers(4, size=1))
+            times[start].append((time.perf_counter() - t0) * 1e3)
+    return {k: (float(np.percentile(v, 50)), float(np.percentile(v, 95))) for k, v in times.items()}
+
+
 @torch.inference_mode()
 def cache_speedup(weights: str, batch: int, steps: int, sampler: SamplerConfig) -> tuple[float, float]:
     """ms per frame: cached sampler vs rebuilding the cache from the last W committed frames at every step."""
@@ -189,6 +210,14 @@ def main() -> None:
         if len(probes) == 2:
             print(f"\np50 ratio step {probes[1]} / step {probes[0]}: "
                   f"{r['latency_ms'][probes[1]][0] / r['latency_ms'][probes[0]][0]:.2f}")
+        if len(probes) == 2:
+            paired = paired_latency(args.weights, *probes)
+            print("\nPaired (two dreams stepped in alternation, 100 timed steps each around its probe):\n")
+            print("| around step | p50 ms | p95 ms |\n|---|---|---|")
+            for p, (p50, p95) in paired.items():
+                print(f"| {p} | {p50:.1f} | {p95:.1f} |")
+            print(f"\npaired p50 ratio step {probes[1]} / step {probes[0]}: "
+                  f"{paired[probes[1]][0] / paired[probes[0]][0]:.2f}")
         print("\n| after step | RSS MB |\n|---|---|")
         for t, mb in r["rss"]:
             print(f"| {t} | {mb:.0f} |")
