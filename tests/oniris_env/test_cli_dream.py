@@ -56,6 +56,7 @@ def test_cli_info_lists_versions_and_weights():
     result = CliRunner().invoke(app, ["info"])
     assert result.exit_code == 0, result.output
     assert "torch" in result.output and "vae.safetensors" in result.output
+    assert "model card: docs/MODEL_CARD.md" in result.output  # the shipped card.json is shown
 
 
 def test_shipped_weights_pass_both_checkers():
