@@ -27,6 +27,10 @@ from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from oniris_env.vae import GroupCausalVAE, StreamCache
 from oniris_env.world_model import WorldModel, frame_actions
 
+#: A transition terminates when sigmoid(term_logit) exceeds this (the head is trained with a positive-class weight,
+#: see `TrainWorldModelConfig.term_pos_weight`).
+DEFAULT_TERMINATION_THRESHOLD = 0.5
+
 
 @dataclass(frozen=True)
 class DreamStep:
@@ -65,7 +69,7 @@ class DreamSimulator:
         num_dreams: int,
         sampler: SamplerConfig = DEFAULT_SAMPLER,
         decode: bool = True,
-        termination_threshold: float = 0.5,
+        termination_threshold: float = DEFAULT_TERMINATION_THRESHOLD,
         spec: GameSpec = DEFAULT_SPEC,
         step_fn: Callable | None = None,
     ) -> None:

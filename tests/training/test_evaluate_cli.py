@@ -75,6 +75,11 @@ def test_evaluate_writes_the_report(tmp_path, random_bundle):
     assert set(report["open_loop"]["horizons"]) == {"1", "8", "32", "128"}
     assert report["data"]["seeds"][0] != 0 and report["config"]["base_seed"] == 1_000_003
     assert report["long_dreams"]["random"]["steps"] == 12 and report["long_dreams"]["random"]["nonfinite_steps"] == 0
+    assert 0 <= report["long_dreams"]["pilot"]["real_found_fraction"] <= 1
+    rt = report["reward_termination"]
+    assert set(rt) == {"open_loop", "terminal_anchored", "teacher_forced"}
+    assert rt["teacher_forced"]["reward"]["steps"] == report["data"]["lengths"][0]  # every transition, no context
+    assert sum(row["ends"] for row in rt["teacher_forced"]["termination_by_outcome"].values()) <= 1
     assert report["cost"]["nfe_per_step"] == 3 and report["cost"]["world_model_parameters"] > 0
     assert len(report["weights"]["files"]["world_model.safetensors"]["sha256"]) == 64
     assert {"name", "value", "target", "pass"} <= set(report["targets"][0])

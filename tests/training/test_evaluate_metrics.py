@@ -14,7 +14,13 @@ from training.evaluate.long_dream import LocatorPilot, terrain_change, window_st
 from training.evaluate.open_loop import aligned_steps, horizon_pairs
 from training.evaluate.plots import Series, line_chart, nice_ticks
 from training.evaluate.report import finite_json, side_by_side
-from training.evaluate.reward_term import first_true, reward_stats, terminal_sign_agreement, termination_events
+from training.evaluate.reward_term import (
+    first_true,
+    reward_stats,
+    terminal_sign_agreement,
+    termination_by_outcome,
+    termination_events,
+)
 from training.evaluate.rollout import context_at
 
 PURPLE = (128, 102, 230)
@@ -39,6 +45,17 @@ def test_termination_events_precision_recall_with_tolerance():
     assert m["precision"] == pytest.approx(1 / 3) and m["recall"] == pytest.approx(1 / 3)
     assert termination_events([np.zeros(3, bool)], [np.zeros(3, bool)], 2)["precision"] is None
     assert first_true(np.array([0, 0, 1, 1], bool)) == 2 and first_true(np.zeros(3, bool)) is None
+
+
+def test_termination_recall_by_outcome():
+    real = [np.array([0, 0, 1], bool), np.array([0, 0, 0, 1], bool), np.array([0, 1], bool), np.zeros(3, bool)]
+    pred = [np.array([0, 1, 0], bool), np.array([1, 0, 0, 0], bool), np.array([0, 1], bool), np.array([1, 0, 0], bool)]
+    by = termination_by_outcome(pred, real, ["crashed", "landed", "crashed", "timeout"], tolerance=1)
+    # crash 1: end 1 vs 2 (hit); landing: end 0 vs 3 (miss); crash 2: exact (hit); the timeout has no real end
+    assert by == {
+        "crashed": {"ends": 2, "matched": 2, "recall": 1.0},
+        "landed": {"ends": 1, "matched": 0, "recall": 0.0},
+    }
 
 
 def test_reward_stats_and_terminal_sign():

@@ -7,7 +7,9 @@ engines (action 3 moves the real lander right, action 1 left; see `controllabili
 When the dream's termination head ends an episode the dream is reset from the start-context bank, as the env
 would do, and the reset is counted (terrain statistics restart with the new episode).
 
-Measured per policy: lander found in >= 95% of frames, NaN/Inf latents (must be none), latent mean / std per
+Measured per policy: lander found in >= 95% of frames (next to the same fraction in the real game under the same
+policy and number of steps, `real_found_fraction`: the locator misses the lander in real frames too, e.g. when
+it is above the top of the screen), NaN/Inf latents (must be none), latent mean / std per
 `WINDOW` steps against the real latents' (drift), and terrain stability: mean absolute change (0..255) of the
 bottom `TERRAIN_ROWS` rows (the terrain always covers them) between consecutive frames and against the episode's
 first frame.
@@ -19,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from oniris_env.bundle import Bundle
+from oniris_env.real_env import OnirisLunarLanderReal
 from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
 from oniris_env.simulator import DreamSimulator
 from training.lander import lander_centroid
@@ -65,6 +68,28 @@ def window_stats(values: np.ndarray, window: int = WINDOW) -> list[float]:
     return [float(values[i : i + window].mean()) for i in range(0, len(values), window)]
 
 
+def real_found_fraction(policy: str, steps: int, seed: int) -> tuple[float, int]:
+    """Lander-found fraction and episode count of `steps` real-game steps under a long-dream policy (reset at
+    every episode end, as the dreams are)."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    env = OnirisLunarLanderReal()
+    rng = np.random.default_rng(seed)
+    pilot = LocatorPilot(env.observation_space.shape[1])
+    frame, _ = env.reset(seed=int(rng.integers(2**31)))
+    found, resets = 0, 0
+    for _ in range(steps):
+        action = int(rng.integers(env.action_space.n)) if policy == "random" else pilot.act(frame)
+        frame, _, terminated, truncated, _ = env.step(action)
+        found += lander_centroid(frame) is not None
+        if terminated or truncated:
+            resets += 1
+            frame, _ = env.reset(seed=int(rng.integers(2**31)))
+            pilot.reset()
+    env.close()
+    return found / steps, resets
+
+
 def long_dreams(
     bundle: Bundle,
     steps: int,
@@ -107,12 +132,15 @@ def long_dreams(
             if out.terminated[1]:
                 pilot.reset()
     ref_mean, ref_std = reference
+    real_found = {name: real_found_fraction(name, steps, seed) for name in POLICIES}
     result = {}
     for i, name in enumerate(POLICIES):
         means, stds = window_stats(lat_mean[i]), window_stats(lat_std[i])
         result[name] = {
             "steps": steps,
             "found_fraction": float(found[i].mean()),
+            "real_found_fraction": real_found[name][0],
+            "real_resets": real_found[name][1],
             "nonfinite_steps": int((~finite[i]).sum()),
             "resets": int(resets[i]),
             "latent_mean_per_window": means,

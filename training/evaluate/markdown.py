@@ -22,6 +22,17 @@ def table(header: list[str], rows: list[list[object]], digits: int = 2) -> list[
     return lines + [""]
 
 
+def outcome_rows(rt: dict, names: list[str]) -> list[list[object]]:
+    """One table row per real outcome: termination recall of each set of replays, and the ends behind it."""
+    outcomes = sorted({o for n in names for o in rt[n]["termination_by_outcome"]})
+    rows = []
+    for outcome in outcomes:
+        per = [rt[n]["termination_by_outcome"].get(outcome, {}) for n in names]
+        ends = "/".join(str(p.get("ends", 0)) for p in per)
+        rows.append([f"termination recall, {outcome} ({ends} ends)", *(p.get("recall") for p in per)])
+    return rows
+
+
 def render_markdown(report: dict) -> str:
     """The whole report.md."""
     cfg, ol = report["config"], report["open_loop"]
@@ -111,7 +122,10 @@ def render_markdown(report: dict) -> str:
         "",
         f"`open_loop`: the from-start replays above; `terminal_anchored`: the last "
         f"{cfg['terminal_steps']} steps of every episode replayed from the {ol['context_frames']} frames before "
-        f"them. A predicted end matches a real one within {cfg['term_tolerance']} steps.",
+        f"them; `teacher_forced`: the heads on the real frames of whole episodes (no dreamt frame). A predicted "
+        f"end matches a real one within {cfg['term_tolerance']} steps. A landing ends when Box2D puts the resting "
+        f"lander to sleep, 25 steps after it stopped: longer than the model's window, so its last step is not "
+        f"visible in the frames.",
         "",
         *table(
             ["metric", *names],
@@ -129,6 +143,7 @@ def render_markdown(report: dict) -> str:
                         for n in names
                     ),
                 ],
+                *outcome_rows(rt, names),
                 ["terminal reward sign agreement", *(rt[n]["terminal_sign"]["agreement"] for n in names)],
                 ["steps", *(rt[n]["reward"]["steps"] for n in names)],
             ],
@@ -144,8 +159,10 @@ def render_markdown(report: dict) -> str:
                 [k.replace("_", " "), *(ld[p][k] for p in POLICIES)]
                 for k in (
                     "found_fraction",
-                    "nonfinite_steps",
+                    "real_found_fraction",
                     "resets",
+                    "real_resets",
+                    "nonfinite_steps",
                     "latent_mean_drift",
                     "latent_std_ratio_max_dev",
                     "terrain_step_change",

@@ -33,6 +33,8 @@ class Replays:
     real_rewards: list[np.ndarray] = field(default_factory=list)
     pred_terminated: list[np.ndarray] = field(default_factory=list)
     real_terminated: list[np.ndarray] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
+    """How each replayed real episode ended ('crashed', 'landed', 'flew_off', 'timeout')."""
 
 
 @dataclass
@@ -124,6 +126,7 @@ def open_loop(
         replays.pred_terminated.append(pred_t[i, : steps[i]])
         replays.real_rewards.append(e.rewards[sl])
         replays.real_terminated.append(e.terminated[sl])
+        replays.outcomes.append(e.outcome)
     metrics = {
         "context_frames": t_ctx,
         "episodes": n,
@@ -179,6 +182,7 @@ def terminal_replays(
         replays.pred_terminated.append(pred_t[i])
         replays.real_rewards.append(e.rewards[e.length - steps :])
         replays.real_terminated.append(e.terminated[e.length - steps :])
+        replays.outcomes.append(e.outcome)
     return replays
 
 

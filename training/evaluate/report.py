@@ -49,7 +49,10 @@ def targets(report: dict) -> list[dict]:
     for name in POLICIES:
         ld = report["long_dreams"][name]
         add(
-            f"long dream ({name}): lander found fraction", ld["found_fraction"], ">= 0.95", ld["found_fraction"] >= 0.95
+            f"long dream ({name}): lander found fraction (real game, same policy: {_s(ld['real_found_fraction'])})",
+            ld["found_fraction"],
+            ">= 0.95",
+            ld["found_fraction"] >= 0.95,
         )
         add(f"long dream ({name}): NaN/Inf steps", ld["nonfinite_steps"], "0", ld["nonfinite_steps"] == 0)
         add(

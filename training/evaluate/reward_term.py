@@ -6,6 +6,10 @@
   step where the dream's termination head fires (the env ends the episode there). A predicted end within
   `tolerance` steps of the real end is a true positive; any other predicted end a false positive; a real end
   without one a false negative. Timeouts are not terminations.
+- Termination by outcome: the recall above split by how the real episode ended. LunarLander ends a crash (or a
+  flight off the side) on the step of contact, but a landing only when Box2D puts the resting lander to sleep,
+  0.5 s = 25 steps after it stopped moving: more than the world model's window of frames, so from frames alone a
+  landing's last step is a matter of chance to within that time.
 - Sign at terminal steps: LunarLander ends with -100 (crash, flying off) or +100 (landing). For every real end,
   the predicted reward of largest magnitude within `tolerance` steps of it must have the real reward's sign.
 """
@@ -60,6 +64,24 @@ def termination_events(pred: list[np.ndarray], real: list[np.ndarray], tolerance
     }
 
 
+def termination_by_outcome(
+    pred: list[np.ndarray], real: list[np.ndarray], outcomes: list[str], tolerance: int
+) -> dict[str, dict[str, float | int | None]]:
+    """Per real outcome ('crashed', 'landed', ...): real ends, those matched within `tolerance`, recall."""
+    out: dict[str, dict[str, float | int | None]] = {}
+    for p, r, outcome in zip(pred, real, outcomes, strict=True):
+        r_end = first_true(r)
+        if r_end is None:
+            continue
+        p_end = first_true(p)
+        row = out.setdefault(outcome, {"ends": 0, "matched": 0})
+        row["ends"] += 1
+        row["matched"] += p_end is not None and abs(p_end - r_end) <= tolerance
+    for row in out.values():
+        row["recall"] = row["matched"] / row["ends"]
+    return dict(sorted(out.items()))
+
+
 def terminal_sign_agreement(
     pred_rewards: list[np.ndarray], real_rewards: list[np.ndarray], real_terminated: list[np.ndarray], tolerance: int
 ) -> dict[str, float | int | None]:
@@ -76,13 +98,17 @@ def terminal_sign_agreement(
     return {"agreement": agree / total if total else None, "terminals": total}
 
 
-def reward_termination(open_loop: Replays, terminal: Replays, tolerance: int) -> dict[str, dict]:
-    """All reward / termination figures of the from-start open-loop replays and the terminal-anchored replays."""
+def reward_termination(replays: dict[str, Replays], tolerance: int) -> dict[str, dict]:
+    """All reward / termination figures of each named set of replays (e.g. the from-start open-loop replays, the
+    terminal-anchored ones and the teacher-forced heads)."""
     out = {}
-    for name, rep in (("open_loop", open_loop), ("terminal_anchored", terminal)):
+    for name, rep in replays.items():
         out[name] = {
             "reward": reward_stats(rep.pred_rewards, rep.real_rewards),
             "termination": termination_events(rep.pred_terminated, rep.real_terminated, tolerance),
+            "termination_by_outcome": termination_by_outcome(
+                rep.pred_terminated, rep.real_terminated, rep.outcomes, tolerance
+            ),
             "terminal_sign": terminal_sign_agreement(
                 rep.pred_rewards, rep.real_rewards, rep.real_terminated, tolerance
             ),

@@ -24,6 +24,7 @@ from training.evaluate.markdown import render_markdown
 from training.evaluate.open_loop import open_loop, terminal_replays
 from training.evaluate.report import targets, write_json, write_plots, write_video
 from training.evaluate.reward_term import reward_termination
+from training.evaluate.teacher_forced import teacher_forced
 from training.vae.evaluate import reconstruct_episode
 
 #: Real frames encoded for the reference latent statistics (the first frames of the first episodes).
@@ -119,6 +120,7 @@ def evaluate_bundle(
         progress,
         config.sampler,
     )
+    forced = timed("teacher_forced", teacher_forced, bundle, episodes, seed, config.sampler)
     reference = real_latent_stats(bundle.vae, episodes)
     report = {
         "config": config.to_dict(),
@@ -135,7 +137,9 @@ def evaluate_bundle(
         "vae": timed("vae", vae_metrics, bundle.vae, episodes),
         "open_loop": ol.metrics,
         "open_loop_curve": ol.curve,
-        "reward_termination": reward_termination(ol.replays, terminal, config.term_tolerance),
+        "reward_termination": reward_termination(
+            {"open_loop": ol.replays, "terminal_anchored": terminal, "teacher_forced": forced}, config.term_tolerance
+        ),
         "controllability": ctrl,
         "long_dreams": timed(
             "long_dreams", long_dreams, bundle, config.long_steps, seed, reference, progress, config.sampler
