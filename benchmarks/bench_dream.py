@@ -7,7 +7,7 @@ Speed does not depend on training, so any bundle works, e.g. one built from the 
     python benchmarks/bench_dream.py --weights /tmp/bundle_default --threads 2     # all measurements
     python benchmarks/bench_dream.py --weights /tmp/bundle_default --only compile  # one section
 
-Prints Markdown tables (paste into docs/results_dream.md). Not a test: numbers depend on the machine and its load.
+Prints Markdown tables (paste into docs/RESULTS.md). Not a test: numbers depend on the machine and its load.
 """
 
 from __future__ import annotations

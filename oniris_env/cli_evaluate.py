@@ -26,6 +26,7 @@ def evaluate(
         1_000_003
     ),
     long_steps: Annotated[int, typer.Option(min=1, help="Steps of each long free dream.")] = 1000,
+    long_dreams: Annotated[int, typer.Option(min=1, help="Long free dreams per policy (one batch).")] = 4,
     max_open_loop_steps: Annotated[
         int | None, typer.Option(min=1, help="Cap on the open-loop replay of each episode (default: whole).")
     ] = None,
@@ -67,6 +68,7 @@ def evaluate(
             episodes=episodes,
             base_seed=seed,
             long_steps=long_steps,
+            long_dreams=long_dreams,
             max_open_loop_steps=max_open_loop_steps,
             mp4=mp4,
             sampler=sampler_config,

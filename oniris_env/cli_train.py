@@ -147,6 +147,10 @@ def train_world_model_command(
         Path | None,
         typer.Option(help="Start a new run from these world-model weights (e.g. the shipped ones) instead of noise."),
     ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Override the preset's peak learning rate (lr_ref), e.g. lower to continue."),
+    ] = None,
 ) -> None:
     """Train the autoregressive diffusion world model (DART) on encoded latents (resumable; Ctrl-C saves).
 
@@ -162,6 +166,8 @@ def train_world_model_command(
         overrides["steps"] = steps
     if threads is not None:
         overrides["num_threads"] = threads
+    if lr is not None:
+        overrides["lr_ref"] = lr
     if init_from is not None:
         if not init_from.is_file():
             fail(f"no world-model weights at {init_from}; train them with: oniris-env train world-model --out runs/wm")

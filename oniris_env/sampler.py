@@ -68,7 +68,7 @@ class SamplerConfig:
 
 
 DEFAULT_SAMPLER = SamplerConfig()
-"""3 Euler steps from sigma 5 to 2e-3, rho 7 (DIAMOND's sampler; see docs/results_dream.md)."""
+"""3 Euler steps from sigma 5 to 2e-3, rho 7 (DIAMOND's sampler; see docs/RESULTS.md)."""
 
 
 @dataclass(frozen=True)

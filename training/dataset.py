@@ -69,7 +69,8 @@ class EpisodeWindows:
         self.manifest = manifest
         self.spec = manifest_spec(manifest)
         entries = [
-            e for e in manifest["episodes"]
+            e
+            for e in manifest["episodes"]
             if split == "all" or is_validation(e["seed"], val_fraction) == (split == "val")
         ][rank::world_size]
         self.shard = (rank, world_size)
@@ -113,12 +114,33 @@ class EpisodeWindows:
             item["states"] = data["states"][s : s + L]
         return item
 
+    def _edge_windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the first and of the last window of every episode that has one (same order)."""
+        ep = self._starts[:, 0]
+        is_first = np.r_[True, ep[1:] != ep[:-1]]
+        is_last = np.r_[ep[1:] != ep[:-1], True]
+        return np.flatnonzero(is_first), np.flatnonzero(is_last)
+
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """The whole i-th episode of this split (arrays as stored)."""
         return self._data[i]
 
-    def sample_batch(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
-        """`batch_size` windows drawn uniformly (with replacement), stacked on a new leading axis."""
+    def sample_batch(
+        self, rng: np.random.Generator, batch_size: int, start_fraction: float = 0.0, end_fraction: float = 0.0
+    ) -> dict[str, np.ndarray]:
+        """`batch_size` windows (with replacement), stacked on a new leading axis.
+
+        Each window is drawn uniformly over all windows, except that with probability `end_fraction` it is the
+        last window of a uniformly drawn episode (it ends on the episode's final frame) and with probability
+        `start_fraction` its first window. Uniform windows cover an episode's first and last transitions once
+        each against up to L - 1 times for a transition in the middle, so the starts every dream begins from and
+        the crashes and landings the termination head must detect are rare; these fractions put them back.
+        With both fractions 0 the draws are exactly those of uniform sampling.
+        """
+        if not (0.0 <= start_fraction and 0.0 <= end_fraction and start_fraction + end_fraction <= 1.0):
+            raise ValueError(
+                f"need start_fraction, end_fraction >= 0 with a sum <= 1, got {start_fraction}, {end_fraction}"
+            )
         if len(self) == 0:
             rank, world_size = self.shard
             where = f" (shard {rank} of {world_size})" if world_size > 1 else ""
@@ -126,5 +148,12 @@ class EpisodeWindows:
                 f"no window of {self.window} frames in the {self.split!r} split{where} of {self.root} "
                 f"({len(self._data)} episodes): collect more episodes or use a shorter window"
             )
-        items = [self[int(i)] for i in rng.integers(len(self), size=batch_size)]
+        index = rng.integers(len(self), size=batch_size)
+        if start_fraction > 0 or end_fraction > 0:
+            first, last = self._edge_windows()
+            u = rng.random(batch_size)
+            episode = rng.integers(len(first), size=batch_size)
+            index = np.where(u < start_fraction, first[episode], index)
+            index = np.where((u >= start_fraction) & (u < start_fraction + end_fraction), last[episode], index)
+        items = [self[int(i)] for i in index]
         return {k: np.stack([it[k] for it in items]) for k in items[0]}

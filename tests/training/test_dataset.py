@@ -47,3 +47,23 @@ def test_sample_batch_and_errors(dataset, tmp_path):
         EpisodeWindows(tmp_path / "nothing", 4)
     with pytest.raises(ValueError, match="split"):
         EpisodeWindows(dataset, 4, split="test")
+
+
+def test_edge_fractions_draw_episode_starts_and_ends(dataset):
+    ds = EpisodeWindows(dataset, 5, split="all")
+    entries = read_manifest(dataset)["episodes"]
+    first_frames = {load_episode(dataset / e["file"])["frames"][0].tobytes() for e in entries}
+    # fractions 0 leave uniform sampling untouched, draw for draw
+    a = ds.sample_batch(np.random.default_rng(1), 8)
+    b = ds.sample_batch(np.random.default_rng(1), 8, start_fraction=0.0, end_fraction=0.0)
+    np.testing.assert_array_equal(a["frames"], b["frames"])
+    ends = ds.sample_batch(np.random.default_rng(2), 32, end_fraction=1.0)
+    assert (ends["terminated"][:, -1] | ends["truncated"][:, -1]).all()
+    starts = ds.sample_batch(np.random.default_rng(3), 32, start_fraction=1.0)
+    assert all(clip[0].tobytes() in first_frames for clip in starts["frames"])
+    mixed = ds.sample_batch(np.random.default_rng(4), 2000, start_fraction=0.25, end_fraction=0.25)
+    ended = (mixed["terminated"][:, -1] | mixed["truncated"][:, -1]).mean()
+    uniform_ended = len(entries) / len(ds)  # one last window per episode
+    assert 0.25 <= ended <= 0.25 + uniform_ended + 0.05
+    with pytest.raises(ValueError, match="sum <= 1"):
+        ds.sample_batch(np.random.default_rng(0), 1, start_fraction=0.6, end_fraction=0.6)

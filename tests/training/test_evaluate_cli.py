@@ -34,7 +34,8 @@ def _quick(bundle, long_steps: int = 12, open_loop_steps: int = 40) -> list[str]
     """An evaluate command line on one episode, short dreams, one thread, no progress bars (no --out)."""
     return [
         "evaluate", "--weights", str(bundle), "--episodes", "1", "--long-steps", str(long_steps),
-        "--max-open-loop-steps", str(open_loop_steps), "--device", "cpu", "--threads", "1", "--no-progress",
+        "--max-open-loop-steps", str(open_loop_steps), "--long-dreams", "2", "--device", "cpu", "--threads", "1",
+        "--no-progress",
     ]  # fmt: skip
 
 
@@ -76,6 +77,10 @@ def test_evaluate_writes_the_report(tmp_path, random_bundle):
     assert report["data"]["seeds"][0] != 0 and report["config"]["base_seed"] == 1_000_003
     assert report["long_dreams"]["random"]["steps"] == 12 and report["long_dreams"]["random"]["nonfinite_steps"] == 0
     assert 0 <= report["long_dreams"]["pilot"]["real_found_fraction"] <= 1
+    for policy in ("random", "pilot"):  # two dreams per policy, the figure is their mean
+        ld = report["long_dreams"][policy]
+        assert ld["dreams"] == 2 and len(ld["found_fraction_per_dream"]) == 2
+        assert ld["found_fraction"] == pytest.approx(sum(ld["found_fraction_per_dream"]) / 2)
     rt = report["reward_termination"]
     assert set(rt) == {"open_loop", "terminal_anchored", "teacher_forced"}
     assert rt["teacher_forced"]["reward"]["steps"] == report["data"]["lengths"][0]  # every transition, no context

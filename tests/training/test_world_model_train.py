@@ -168,3 +168,26 @@ def test_power_ema_profile_and_lr_schedule():
     assert learning_rate(5, cfg) == pytest.approx(5e-4)
     assert learning_rate(100, cfg) == pytest.approx(1e-3)
     assert learning_rate(400, cfg) == pytest.approx(5e-4)  # EDM2 eq. 67: 1 / sqrt(4)
+
+
+class CountingWindows:
+    """EpisodeWindows that records the edge fractions every training batch was drawn with."""
+
+    def __init__(self, windows: EpisodeWindows) -> None:
+        self.windows, self.spec, self.calls = windows, windows.spec, []
+
+    def sample_batch(self, rng, batch_size, start_fraction=0.0, end_fraction=0.0):
+        self.calls.append((start_fraction, end_fraction))
+        return self.windows.sample_batch(rng, batch_size, start_fraction, end_fraction)
+
+
+def test_trainer_draws_episode_edges_as_configured(latents_dir, tmp_path):
+    train = CountingWindows(EpisodeWindows(latents_dir, 6, split="train", key="latents", val_fraction=0.34))
+    val = EpisodeWindows(latents_dir, 6, split="val", key="latents", val_fraction=0.34)
+    cfg = TrainWorldModelConfig.tiny(steps=3, start_clip_fraction=0.25, end_clip_fraction=0.5)
+    train_world_model(None, tmp_path / "run", config=cfg, train_data=train, val_data=val, progress=False)
+    assert train.calls[-3:] == [(0.25, 0.5)] * 3  # the training batches (earlier calls: sigma_data probes)
+    assert set(train.calls[:-3]) <= {(0.0, 0.0)}
+    assert TrainWorldModelConfig.default().end_clip_fraction > 0  # the shipped recipe uses them
+    with pytest.raises(ValueError, match="end_clip_fraction"):
+        TrainWorldModelConfig.tiny(start_clip_fraction=0.6, end_clip_fraction=0.5)

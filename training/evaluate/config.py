@@ -33,7 +33,9 @@ class EvalConfig:
     control_offsets: tuple[int, ...] = (0, 24)
     """Controllability trials start after this many real steps of each episode (if it is long enough)."""
     long_steps: int = 1000
-    """Length of the free long dreams (one per long-dream policy)."""
+    """Length of the free long dreams."""
+    long_dreams: int = 4
+    """Free long dreams per long-dream policy (all in one batch; figures are their means)."""
     video_steps: int = 128
     """Frames of the side-by-side video (real | dream | difference), per shown episode."""
     video_episodes: int = 2
@@ -54,7 +56,7 @@ class EvalConfig:
             raise ValueError(f"horizons must be increasing positive ints, got {self.horizons}")
         if self.max_open_loop_steps is not None and self.max_open_loop_steps < 1:
             raise ValueError(f"max_open_loop_steps must be >= 1 or None, got {self.max_open_loop_steps}")
-        for name in ("terminal_steps", "control_steps", "long_steps", "video_steps", "cost_steps"):
+        for name in ("terminal_steps", "control_steps", "long_steps", "long_dreams", "video_steps", "cost_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.term_tolerance < 0 or self.video_episodes < 0:

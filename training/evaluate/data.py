@@ -38,6 +38,19 @@ class RealEpisode:
         """L, the number of transitions."""
         return len(self.actions)
 
+    @classmethod
+    def from_arrays(cls, seed: int, policy: str, outcome: str, arrays: dict[str, np.ndarray]) -> RealEpisode:
+        """From an episode's arrays (`run_episode`'s, or a stored episode file's)."""
+        return cls(
+            seed=int(seed),
+            policy=str(policy),
+            outcome=str(outcome),
+            frames=arrays["frames"],
+            actions=arrays["actions"],
+            rewards=arrays["rewards"],
+            terminated=arrays["terminated"],
+        )
+
 
 def eval_seeds(base_seed: int, count: int) -> list[int]:
     """The seeds of `count` evaluation episodes, checked to be disjoint from the training seeds."""
@@ -60,15 +73,5 @@ def record_episodes(seeds: list[int], spec: GameSpec = DEFAULT_SPEC, progress: b
     episodes = []
     for seed in tqdm(seeds, desc="real episodes", unit="ep", disable=not progress):
         arrays, _ = run_episode(seed, "mix", spec)
-        episodes.append(
-            RealEpisode(
-                seed=seed,
-                policy=str(arrays["policy"]),
-                outcome=str(arrays["outcome"]),
-                frames=arrays["frames"],
-                actions=arrays["actions"],
-                rewards=arrays["rewards"],
-                terminated=arrays["terminated"],
-            )
-        )
+        episodes.append(RealEpisode.from_arrays(seed, arrays["policy"], arrays["outcome"], arrays))
     return episodes

@@ -7,9 +7,10 @@ engines (action 3 moves the real lander right, action 1 left; see `controllabili
 When the dream's termination head ends an episode the dream is reset from the start-context bank, as the env
 would do, and the reset is counted (terrain statistics restart with the new episode).
 
-Measured per policy: lander found in >= 95% of frames (next to the same fraction in the real game under the same
-policy and number of steps, `real_found_fraction`: the locator misses the lander in real frames too, e.g. when
-it is above the top of the screen), NaN/Inf latents (must be none), latent mean / std per
+Several dreams run per policy (one batch), and each figure is their mean. Measured per policy: lander found in
+>= 95% of frames (next to the same fraction in the real game under the same policy and number of steps,
+`real_found_fraction`: the locator misses the lander in real frames too, e.g. when it is above the top of the
+screen), NaN/Inf latents (must be none), latent mean / std per
 `WINDOW` steps against the real latents' (drift), and terrain stability: mean absolute change (0..255) of the
 bottom `TERRAIN_ROWS` rows (the terrain always covers them) between consecutive frames and against the episode's
 first frame.
@@ -97,59 +98,72 @@ def long_dreams(
     reference: tuple[float, float],
     progress: bool = True,
     sampler: SamplerConfig = DEFAULT_SAMPLER,
+    dreams: int = 1,
 ) -> dict:
-    """Dream `steps` steps under each policy (one batch of 2 dreams); `reference` = (mean, std) of real latents."""
+    """Dream `steps` steps under each policy, `dreams` dreams per policy in one batch; `reference` = (mean, std)
+    of real latents. Per policy, every figure is the mean over its dreams (`found_fraction_per_dream` keeps each
+    one: a dream that loses the lander loses it for hundreds of steps, so one dream per policy is a noisy figure)."""
+    if dreams < 1:
+        raise ValueError(f"dreams must be >= 1, got {dreams}")
     spec = bundle.spec
-    sim = DreamSimulator.from_bundle(bundle, len(POLICIES), sampler=sampler)
+    policy_of = [name for name in POLICIES for _ in range(dreams)]  # dream i runs policy_of[i]
+    n = len(policy_of)
+    sim = DreamSimulator.from_bundle(bundle, n, sampler=sampler)
     sim.seed(seed)
     rng = np.random.default_rng(seed)
     frames, _ = sim.reset(None, rng)
-    pilot = LocatorPilot(spec.frame_width)
-    n = len(POLICIES)
+    pilots = [LocatorPilot(spec.frame_width) for _ in range(n)]
     found = np.zeros((n, steps), bool)
     finite = np.ones((n, steps), bool)
     lat_mean, lat_std = np.zeros((n, steps)), np.zeros((n, steps))
-    step_change: list[list[float]] = [[] for _ in range(n)]
-    first_change: list[list[float]] = [[] for _ in range(n)]
+    step_change, first_change = np.zeros((n, steps)), np.zeros((n, steps))
     resets = np.zeros(n, int)
     first, prev = frames.copy(), frames.copy()
     for t in tqdm(range(steps), desc="long dreams", unit="step", disable=not progress):
-        actions = np.array([rng.integers(spec.num_actions), pilot.act(prev[1])], dtype=np.int64)
+        random_actions = iter(rng.integers(spec.num_actions, size=dreams))  # one draw per random dream
+        actions = np.array(
+            [next(random_actions) if policy_of[i] == "random" else pilots[i].act(prev[i]) for i in range(n)],
+            dtype=np.int64,
+        )
         out = sim.step(actions)
         lat = out.latents.float().cpu().numpy().reshape(n, -1)
         finite[:, t] = np.isfinite(lat).all(axis=1)
         lat_mean[:, t], lat_std[:, t] = lat.mean(axis=1), lat.std(axis=1)
         for i in range(n):
             found[i, t] = lander_centroid(out.frames[i]) is not None
-            step_change[i].append(terrain_change(out.frames[i], prev[i]))
-            first_change[i].append(terrain_change(out.frames[i], first[i]))
+            step_change[i, t] = terrain_change(out.frames[i], prev[i])
+            first_change[i, t] = terrain_change(out.frames[i], first[i])
         prev = out.frames
         if out.terminated.any():
             resets += out.terminated
             new, _ = sim.reset(out.terminated, rng)
             prev = prev.copy()
             prev[out.terminated], first[out.terminated] = new, new
-            if out.terminated[1]:
-                pilot.reset()
+            for i in np.flatnonzero(out.terminated):
+                pilots[i].reset()
     ref_mean, ref_std = reference
     real_found = {name: real_found_fraction(name, steps, seed) for name in POLICIES}
-    result = {}
-    for i, name in enumerate(POLICIES):
-        means, stds = window_stats(lat_mean[i]), window_stats(lat_std[i])
+    result: dict = {}
+    for name in POLICIES:
+        rows = np.array([p == name for p in policy_of])
+        means, stds = window_stats(lat_mean[rows].mean(axis=0)), window_stats(lat_std[rows].mean(axis=0))
+        first_by_window = [window_stats(c) for c in first_change[rows]]
         result[name] = {
             "steps": steps,
-            "found_fraction": float(found[i].mean()),
+            "dreams": dreams,
+            "found_fraction": float(found[rows].mean()),
+            "found_fraction_per_dream": [float(f) for f in found[rows].mean(axis=1)],
             "real_found_fraction": real_found[name][0],
             "real_resets": real_found[name][1],
-            "nonfinite_steps": int((~finite[i]).sum()),
-            "resets": int(resets[i]),
+            "nonfinite_steps": int((~finite[rows]).sum()),
+            "resets": float(resets[rows].mean()),
             "latent_mean_per_window": means,
             "latent_std_per_window": stds,
             "latent_mean_drift": float(np.max(np.abs(np.asarray(means) - ref_mean))),
             "latent_std_ratio_max_dev": float(np.max(np.abs(np.asarray(stds) / ref_std - 1))),
-            "terrain_step_change": float(np.mean(step_change[i])),
-            "terrain_change_vs_first": float(np.mean(first_change[i])),
-            "terrain_change_vs_first_max_window": max(window_stats(np.asarray(first_change[i]))),
+            "terrain_step_change": float(step_change[rows].mean()),
+            "terrain_change_vs_first": float(first_change[rows].mean()),
+            "terrain_change_vs_first_max_window": float(max(max(w) for w in first_by_window)),
         }
     result["window"] = WINDOW
     result["real_latent_mean"], result["real_latent_std"] = ref_mean, ref_std

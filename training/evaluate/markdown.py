@@ -151,14 +151,20 @@ def render_markdown(report: dict) -> str:
     ]
     ld = report["long_dreams"]
     lines += [
-        f"## Long dreams ({ld[POLICIES[0]]['steps']} steps)",
+        f"## Long dreams ({ld[POLICIES[0]]['dreams']} dreams per policy, {ld[POLICIES[0]]['steps']} steps each)",
         "",
         *table(
             ["metric", *POLICIES],
-            [
+            [[k.replace("_", " "), *(ld[p][k] for p in POLICIES)] for k in ("found_fraction",)]
+            + [
+                [
+                    "found fraction per dream",
+                    *(" ".join(fmt(f) for f in ld[p]["found_fraction_per_dream"]) for p in POLICIES),
+                ]
+            ]
+            + [
                 [k.replace("_", " "), *(ld[p][k] for p in POLICIES)]
                 for k in (
-                    "found_fraction",
                     "real_found_fraction",
                     "resets",
                     "real_resets",

@@ -142,7 +142,15 @@ def evaluate_bundle(
         ),
         "controllability": ctrl,
         "long_dreams": timed(
-            "long_dreams", long_dreams, bundle, config.long_steps, seed, reference, progress, config.sampler
+            "long_dreams",
+            long_dreams,
+            bundle,
+            config.long_steps,
+            seed,
+            reference,
+            progress,
+            config.sampler,
+            config.long_dreams,
         ),
         "cost": timed("cost", cost, bundle, config.cost_steps, seed, config.sampler),
     }

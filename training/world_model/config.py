@@ -41,6 +41,13 @@ class TrainWorldModelConfig:
     at the sampler's last sigma, which must lie in [0, s]."""
     sigma_data: float | None = None
     """EDM sigma_data; None measures the std of the training latents (they should be ~1 when normalised)."""
+    start_clip_fraction: float = 0.0
+    """Probability that a training clip is the first window of an episode (`EpisodeWindows.sample_batch`):
+    uniform windows see an episode's first transitions once, while every dream starts from real episode starts."""
+    end_clip_fraction: float = 0.0
+    """Probability that a training clip ends on an episode's final frame: uniform windows hold the terminal
+    transition once per episode (about 1 clip in 60), too rarely for the termination head and the crash and
+    landing dynamics."""
     reward_weight: float = 1.0
     """Weight of the two-hot reward cross-entropy."""
     term_weight: float = 1.0
@@ -77,6 +84,13 @@ class TrainWorldModelConfig:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
         if self.sigma_ctx_max < 0:
             raise ValueError(f"sigma_ctx_max must be >= 0, got {self.sigma_ctx_max}")
+        if not (0 <= self.start_clip_fraction and 0 <= self.end_clip_fraction) or (
+            self.start_clip_fraction + self.end_clip_fraction > 1
+        ):
+            raise ValueError(
+                "start_clip_fraction and end_clip_fraction must be >= 0 with a sum <= 1, got "
+                f"{self.start_clip_fraction}, {self.end_clip_fraction}"
+            )
         if not 0 < self.ema_std < 0.28:
             raise ValueError(f"ema_std must be in (0, 0.28) (EDM2 sigma_rel), got {self.ema_std}")
 
@@ -104,7 +118,7 @@ class TrainWorldModelConfig:
     @classmethod
     def default(cls, **overrides: Any) -> TrainWorldModelConfig:
         """The CPU run that ships (a few CPU-hours)."""
-        return replace(cls(), **overrides)
+        return replace(cls(start_clip_fraction=0.1, end_clip_fraction=0.2), **overrides)
 
     @classmethod
     def large(cls, **overrides: Any) -> TrainWorldModelConfig:
@@ -123,6 +137,8 @@ class TrainWorldModelConfig:
             log_every=100,
             val_every=2_000,
             val_batches=16,
+            start_clip_fraction=0.1,
+            end_clip_fraction=0.2,
         )
         return replace(base, **overrides)
 

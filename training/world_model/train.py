@@ -36,7 +36,9 @@ class BatchSource(Protocol):
 
     spec: GameSpec
 
-    def sample_batch(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]: ...
+    def sample_batch(
+        self, rng: np.random.Generator, batch_size: int, start_fraction: float = 0.0, end_fraction: float = 0.0
+    ) -> dict[str, np.ndarray]: ...
 
 
 def learning_rate(step: int, cfg: TrainWorldModelConfig) -> float:
@@ -332,7 +334,8 @@ def _train(
     window_start, window_frames = time.perf_counter(), 0
     model.train()
     while step < end:
-        batch = DartBatch.from_numpy(train_data.sample_batch(data_rng, cfg.batch_size), dev)
+        clips = train_data.sample_batch(data_rng, cfg.batch_size, cfg.start_clip_fraction, cfg.end_clip_fraction)
+        batch = DartBatch.from_numpy(clips, dev)
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr

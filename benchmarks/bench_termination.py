@@ -1,0 +1,93 @@
+"""The termination head on real frames of validation episodes, against the dream's termination threshold.
+
+Every real frame of each held-out episode of a training collection (the `val` split of `EpisodeWindows`: no
+episode the models trained on, and none of `oniris-env evaluate`'s fresh episodes, so choosing a threshold here
+does not tune on the evaluation) is committed to the world model's cache as a generated frame would be, and the
+head's first firing is compared with the real end (`training.evaluate.teacher_forced`: the dynamics play no part).
+Prints event precision / recall (+-2 steps) and recall by outcome for several thresholds, and the head's
+per-step precision / recall, as one Markdown table.
+
+    python benchmarks/bench_termination.py --data data/real --weights oniris_env/weights --threads 2
+    python benchmarks/bench_termination.py --data data/real --weights runs/bundle --thresholds 0.3 0.5 0.7
+
+Not a test: the figures depend on the weights and on the episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from oniris_env.bundle import load_bundle
+from training.dataset import is_validation
+from training.episodes import load_episode, read_manifest
+from training.evaluate.data import RealEpisode
+from training.evaluate.reward_term import termination_by_outcome, termination_events
+from training.evaluate.teacher_forced import head_outputs
+
+
+def validation_episodes(root: Path, val_fraction: float, limit: int | None) -> list[RealEpisode]:
+    """The held-out episodes of a collection folder, as `RealEpisode`s (manifest order)."""
+    manifest = read_manifest(root)
+    entries = [e for e in manifest["episodes"] if is_validation(e["seed"], val_fraction)][:limit]
+    return [
+        RealEpisode.from_arrays(e["seed"], e["policy"], e["outcome"], load_episode(root / e["file"])) for e in entries
+    ]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="folder written by `oniris-env collect`")
+    p.add_argument("--weights", default=None, help="bundle directory (default: shipped)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="the split the models were trained with")
+    p.add_argument("--episodes", type=int, default=None, help="use only the first N validation episodes")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    p.add_argument("--tolerance", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bundle = load_bundle(args.weights)
+    episodes = validation_episodes(args.data, args.val_fraction, args.episodes)
+    _, logits = head_outputs(bundle, episodes, args.seed)
+    real = [e.terminated for e in episodes]
+    outcomes = [e.outcome for e in episodes]
+    counts = {o: outcomes.count(o) for o in sorted(set(outcomes))}
+    print(
+        f"# bench_termination {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}, weights "
+        f"{bundle.path}, {len(episodes)} validation episodes of {args.data} {counts}, tolerance "
+        f"+-{args.tolerance} steps\n"
+    )
+    names = sorted(counts)
+    print(
+        "| threshold | event precision | event recall | TP / FP / FN | "
+        + " | ".join(f"recall {n}" for n in names)
+        + " | step precision | step recall |"
+    )
+    print("|---|---|---|---|" + "---|" * len(names) + "---|---|")
+    steps_real = np.concatenate(real)
+    for threshold in args.thresholds:
+        cut = float(np.log(threshold / (1 - threshold)))
+        pred = [lg > cut for lg in logits]
+        ev = termination_events(pred, real, args.tolerance)
+        by = termination_by_outcome(pred, real, outcomes, args.tolerance)
+        flat = np.concatenate(pred)
+        step_p = (flat & steps_real).sum() / max(flat.sum(), 1)
+        step_r = (flat & steps_real).sum() / max(steps_real.sum(), 1)
+        cells = [f"{by[n]['recall']:.2f}" if n in by else "n/a" for n in names]
+        print(
+            f"| {threshold:g} | {ev['precision'] or 0:.2f} | {ev['recall'] or 0:.2f} | "
+            f"{ev['true_pos']} / {ev['false_pos']} / {ev['false_neg']} | "
+            + " | ".join(cells)
+            + f" | {step_p:.2f} | {step_r:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
