@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from training.collect import episode_seed
-from training.evaluate.controllability import lander_axis_angle, same_sign, signature, wrap_angle
+from training.evaluate.controllability import judged, lander_axis_angle, same_sign, signature, wrap_angle
 from training.evaluate.data import RealEpisode, check_disjoint
 from training.evaluate.frames import pair_metrics
 from training.evaluate.long_dream import LocatorPilot, terrain_change, window_stats
@@ -120,6 +120,7 @@ def test_axis_angle_and_signatures():
     assert signature(np.array([1.0, 3.0, np.nan]), np.array([0.0, 0.0, 0.0])) == pytest.approx(2.0)
     assert signature(np.array([80.0]), np.array([-80.0]), angle=True) == pytest.approx(-20.0)
     assert same_sign(-1.0, -3.0) and not same_sign(1.0, -3.0) and not same_sign(float("nan"), -3.0)
+    assert judged(-3.0) and not judged(0.0) and not judged(float("nan"))  # no real lander: the trial is not scored
 
 
 def test_long_dream_helpers():

@@ -14,8 +14,12 @@ the context shows). Both are read the same way, with the lander locator on the f
   agrees with it and is reported too.
 
 A dream trial goes "the right way" when its signature has the sign of the real game's from the same start (a
-lander lost in the dream counts as wrong). The spread (mean pairwise distance between the 4 actions' lander
-positions after S steps) says how far the trajectories differ between actions, in the dream and in the game.
+lander lost in the dream counts as wrong). The right rates are over the trials the real game can judge: those
+whose real signature is measured and non-zero. Where the real lander is not on the screen (above its top, or the
+episode has already ended), nothing says which way the dream should have gone; those trials are left out of the
+rates (`per_signature_trials` counts the judged ones, `per_signature_right_rate_all_trials` scores them all). The
+spread (mean pairwise distance between the 4 actions' lander positions after S steps) says how far the
+trajectories differ between actions, in the dream and in the game.
 """
 
 from __future__ import annotations
@@ -64,6 +68,11 @@ def signature(values: np.ndarray, reference: np.ndarray, angle: bool = False) ->
         d = wrap_angle(d)
     d = d[~np.isnan(d)]
     return float(d.mean()) if len(d) else float("nan")
+
+
+def judged(real: float) -> bool:
+    """The real game shows which way an action goes: its signature is measured and non-zero."""
+    return bool(np.isfinite(real) and real != 0)
 
 
 def same_sign(dream: float, real: float) -> bool:
@@ -183,7 +192,11 @@ def controllability(
                 "seed": e.seed,
                 "start_frame": last,
             }
-    rate = {k: float(np.mean(v)) for k, v in scores.items()}
+    judged_trials = {k: [judged(r) for r in v] for k, v in real_scores.items()}
+    rate = {
+        k: float(np.mean(np.asarray(v)[judged_trials[k]])) if any(judged_trials[k]) else float("nan")
+        for k, v in scores.items()
+    }
     metrics = {
         "trials": len(trials),
         "steps": steps,
@@ -192,6 +205,8 @@ def controllability(
         "side_rotation_right_rate": (rate["left_rot"] + rate["right_rot"]) / 2,
         "side_drift_right_rate": (rate["left_drift"] + rate["right_drift"]) / 2,
         "per_signature_right_rate": rate,
+        "per_signature_trials": {k: int(sum(v)) for k, v in judged_trials.items()},
+        "per_signature_right_rate_all_trials": {k: float(np.mean(v)) for k, v in scores.items()},
         "real_signature_mean": {k: _finite_mean(v) for k, v in real_scores.items()},
         "spread_px_real": _finite_mean(spread_real),
         "spread_px_dream": _finite_mean(spread_dream),

@@ -101,15 +101,21 @@ def render_markdown(report: dict) -> str:
     ]
     ctrl = report["controllability"]
     rate = ctrl["per_signature_right_rate"]
+    judged, every = ctrl["per_signature_trials"], ctrl["per_signature_right_rate_all_trials"]
     real = ctrl["real_signature_mean"]
     lines += [
         f"## Controllability ({ctrl['trials']} trials, each action held {ctrl['steps']} steps)",
         "",
         "Signatures (mean over steps, action minus no-op, read by the lander locator): main = row shift (px, < 0 "
         "slows the fall); rotation = principal-axis angle of the lander mask (degrees); drift = column shift (px). "
-        "A dream trial is right when its signature has the real game's sign from the same start.",
+        "A dream trial is right when its signature has the real game's sign from the same start; the rate is over "
+        "the trials the real game judges (its lander on the screen and its signature non-zero), next to the rate "
+        "over all trials (unjudged ones counted as wrong).",
         "",
-        *table(["signature", "dream right rate", "real game mean signature"], [[k, rate[k], real[k]] for k in rate]),
+        *table(
+            ["signature", "dream right rate", "judged trials", "right rate, all trials", "real game mean signature"],
+            [[k, rate[k], judged[k], every[k], real[k]] for k in rate],
+        ),
         f"Spread (mean pairwise distance between the 4 actions' lander positions): dream "
         f"{fmt(ctrl['spread_px_dream'])} px ({ctrl['spread_trials_dream']} trials), real "
         f"{fmt(ctrl['spread_px_real'])} px ({ctrl['spread_trials_real']} trials).",
