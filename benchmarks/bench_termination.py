@@ -5,7 +5,8 @@ episode the models trained on, and none of `oniris-env evaluate`'s fresh episode
 does not tune on the evaluation) is committed to the world model's cache as a generated frame would be, and the
 head's first firing is compared with the real end (`training.evaluate.teacher_forced`: the dynamics play no part).
 Prints event precision / recall (+-2 steps) and recall by outcome for several thresholds, and the head's
-per-step precision / recall, as one Markdown table.
+per-step precision / recall, as one Markdown table; then, per outcome, when the head first fires relative to
+the real end.
 
     python benchmarks/bench_termination.py --data data/real --weights oniris_env/weights --threads 2
     python benchmarks/bench_termination.py --data data/real --weights runs/bundle --thresholds 0.3 0.5 0.7
@@ -87,6 +88,26 @@ def main() -> None:
             + " | ".join(cells)
             + f" | {step_p:.2f} | {step_r:.2f} |"
         )
+    print("\nWhen the head first fires, relative to the real end (steps; < 0: early), at threshold 0.5:\n")
+    print("| outcome | ends | never fires | median | p10 | p90 | within +-tolerance |")
+    print("|---|---|---|---|---|---|---|")
+    cut = 0.0  # logit of 0.5
+    for name in names:
+        offsets, never = [], 0
+        for lg, r, o in zip(logits, real, outcomes, strict=True):
+            end = np.flatnonzero(r)
+            if o != name or not len(end):
+                continue
+            fired = np.flatnonzero(lg > cut)
+            if len(fired):
+                offsets.append(int(fired[0]) - int(end[0]))
+            else:
+                never += 1
+        if offsets or never:
+            x = np.asarray(offsets) if offsets else np.zeros(0)
+            q = np.percentile(x, [50, 10, 90]) if len(x) else [float("nan")] * 3
+            within = int((np.abs(x) <= args.tolerance).sum())
+            print(f"| {name} | {len(x) + never} | {never} | {q[0]:g} | {q[1]:g} | {q[2]:g} | {within} |")
 
 
 if __name__ == "__main__":
