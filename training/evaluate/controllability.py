@@ -77,7 +77,7 @@ def judged(real: float) -> bool:
 
 def same_sign(dream: float, real: float) -> bool:
     """A dream trial goes the right way: both signatures measured, the real one non-zero, same sign."""
-    return bool(np.isfinite(dream) and np.isfinite(real) and real != 0 and np.sign(dream) == np.sign(real))
+    return judged(real) and bool(np.isfinite(dream) and np.sign(dream) == np.sign(real))
 
 
 def real_branches(
