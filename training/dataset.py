@@ -23,6 +23,12 @@ _HINTS = {
 }
 
 
+def check_edge_fractions(start: float, end: float, names: str = "start_fraction and end_fraction") -> None:
+    """Raise `ValueError` unless both episode-edge probabilities are >= 0 with a sum <= 1."""
+    if not (0.0 <= start and 0.0 <= end and start + end <= 1.0):
+        raise ValueError(f"{names} must be >= 0 with a sum <= 1, got {start}, {end}")
+
+
 def is_validation(seed: int, val_fraction: float) -> bool:
     """Deterministic split by episode seed; stable when episodes are appended to a folder."""
     return zlib.crc32(str(int(seed)).encode()) % 10_000 < val_fraction * 10_000
@@ -137,10 +143,7 @@ class EpisodeWindows:
         the crashes and landings the termination head must detect are rare; these fractions put them back.
         With both fractions 0 the draws are exactly those of uniform sampling.
         """
-        if not (0.0 <= start_fraction and 0.0 <= end_fraction and start_fraction + end_fraction <= 1.0):
-            raise ValueError(
-                f"need start_fraction, end_fraction >= 0 with a sum <= 1, got {start_fraction}, {end_fraction}"
-            )
+        check_edge_fractions(start_fraction, end_fraction)
         if len(self) == 0:
             rank, world_size = self.shard
             where = f" (shard {rank} of {world_size})" if world_size > 1 else ""

@@ -156,32 +156,29 @@ def render_markdown(report: dict) -> str:
         ),
     ]
     ld = report["long_dreams"]
+    long_rows: list[list[object]] = [
+        [k.replace("_", " "), *(ld[p][k] for p in POLICIES)]
+        for k in (
+            "found_fraction",
+            "real_found_fraction",
+            "resets",
+            "real_resets",
+            "nonfinite_steps",
+            "latent_mean_drift",
+            "latent_std_ratio_max_dev",
+            "terrain_step_change",
+            "terrain_change_vs_first",
+            "terrain_change_vs_first_max_window",
+        )
+    ]
+    per_dream = (" ".join(fmt(f) for f in ld[p]["found_fraction_per_dream"]) for p in POLICIES)
+    long_rows.insert(1, ["found fraction per dream", *per_dream])
     lines += [
         f"## Long dreams ({ld[POLICIES[0]]['dreams']} dreams per policy, {ld[POLICIES[0]]['steps']} steps each)",
         "",
         *table(
             ["metric", *POLICIES],
-            [[k.replace("_", " "), *(ld[p][k] for p in POLICIES)] for k in ("found_fraction",)]
-            + [
-                [
-                    "found fraction per dream",
-                    *(" ".join(fmt(f) for f in ld[p]["found_fraction_per_dream"]) for p in POLICIES),
-                ]
-            ]
-            + [
-                [k.replace("_", " "), *(ld[p][k] for p in POLICIES)]
-                for k in (
-                    "real_found_fraction",
-                    "resets",
-                    "real_resets",
-                    "nonfinite_steps",
-                    "latent_mean_drift",
-                    "latent_std_ratio_max_dev",
-                    "terrain_step_change",
-                    "terrain_change_vs_first",
-                    "terrain_change_vs_first_max_window",
-                )
-            ],
+            long_rows,
             3,
         ),
         f"Real reference: latent mean {fmt(ld['real_latent_mean'], 3)}, std {fmt(ld['real_latent_std'], 3)}; "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from training.dataset import check_edge_fractions
+
 
 @dataclass(frozen=True)
 class TrainWorldModelConfig:
@@ -84,13 +86,9 @@ class TrainWorldModelConfig:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
         if self.sigma_ctx_max < 0:
             raise ValueError(f"sigma_ctx_max must be >= 0, got {self.sigma_ctx_max}")
-        if not (0 <= self.start_clip_fraction and 0 <= self.end_clip_fraction) or (
-            self.start_clip_fraction + self.end_clip_fraction > 1
-        ):
-            raise ValueError(
-                "start_clip_fraction and end_clip_fraction must be >= 0 with a sum <= 1, got "
-                f"{self.start_clip_fraction}, {self.end_clip_fraction}"
-            )
+        check_edge_fractions(
+            self.start_clip_fraction, self.end_clip_fraction, "start_clip_fraction and end_clip_fraction"
+        )
         if not 0 < self.ema_std < 0.28:
             raise ValueError(f"ema_std must be in (0, 0.28) (EDM2 sigma_rel), got {self.ema_std}")
 
