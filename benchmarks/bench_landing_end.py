@@ -37,14 +37,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder written by `oniris-env collect`")
     p.add_argument("--speeds", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5], help="px per env step")
+    p.add_argument("--levels", type=int, nargs="+", default=[0, 1, 4, 16], help="pixel change thresholds, 0..255")
+    p.add_argument("--windows", type=int, nargs="+", default=[12, 16], help="attention windows W to report")
     args = p.parse_args()
     manifest = read_manifest(args.data)
     spec = manifest_spec(manifest)
-    speeds = []
+    speeds, changes = [], []
     for entry in manifest["episodes"]:
         if entry.get("outcome") == "landed":
-            states = load_episode(args.data / entry["file"])["states"]
+            episode = load_episode(args.data / entry["file"])
+            states, frames = episode["states"], episode["frames"].astype(np.int16)
             speeds.append(px_per_step(np.hypot(states[:, 2], states[:, 3]), spec.frame_width, spec.action_repeat))
+            changes.append(np.abs(frames[1:] - frames[:-1]).max(axis=(1, 2, 3)))  # (T,): into frame t + 1
     print(
         f"{len(speeds)} landed episodes of {args.data} (frames {spec.frame_height} x {spec.frame_width}, action "
         f"repeat {spec.action_repeat})\n"
@@ -55,6 +59,14 @@ def main() -> None:
         gaps = np.array([len(s) - 1 - (np.flatnonzero(s > v)[-1] if (s > v).any() else 0) for s in speeds])
         p10, p50, p90 = np.percentile(gaps, [10, 50, 90])
         print(f"| {v:g} | {p50:g} | {p10:g} | {p90:g} |")
+    seen = " | ".join(f"seen with W = {w}" for w in args.windows)
+    print(f"\n| last frame change > (levels) | steps from it to the end: median | p10 | p90 | {seen} |")
+    print("|---|---|---|---|" + "---|" * len(args.windows))
+    for level in args.levels:
+        gaps = np.array([len(c) - 1 - (np.flatnonzero(c > level)[-1] if (c > level).any() else 0) for c in changes])
+        p10, p50, p90 = np.percentile(gaps, [10, 50, 90])
+        shares = " | ".join(f"{np.mean(gaps <= w - 1):.2f}" for w in args.windows)
+        print(f"| {level} | {p50:g} | {p10:g} | {p90:g} | {shares} |")
 
 
 if __name__ == "__main__":

@@ -151,6 +151,13 @@ def train_world_model_command(
         float | None,
         typer.Option(min=0.0, help="Override the preset's peak learning rate (lr_ref), e.g. lower to continue."),
     ] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(min=1, help="Override the model's attention window W (also of --init-from weights)."),
+    ] = None,
+    clip_frames: Annotated[
+        int | None, typer.Option(min=2, help="Override the preset's frames per training clip (best >= W + 1).")
+    ] = None,
 ) -> None:
     """Train the autoregressive diffusion world model (DART) on encoded latents (resumable; Ctrl-C saves).
 
@@ -168,6 +175,10 @@ def train_world_model_command(
         overrides["num_threads"] = threads
     if lr is not None:
         overrides["lr_ref"] = lr
+    if window is not None:
+        overrides["window"] = window
+    if clip_frames is not None:
+        overrides["clip_frames"] = clip_frames
     if init_from is not None:
         if not init_from.is_file():
             fail(f"no world-model weights at {init_from}; train them with: oniris-env train world-model --out runs/wm")

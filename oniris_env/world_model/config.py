@@ -35,9 +35,10 @@ class WorldModelConfig:
     since it carries little information and adaLN weights (12 x width per block) dominate batch-1 inference."""
     mlp_ratio: float = 3.0
     """Hidden width of each block's MLP, as a multiple of `width`."""
-    window: int = 12
+    window: int = 16
     """W: how many previous frames a frame attends to (training mask and inference KV cache alike). Train on
-    clips longer than W so that the full window (all distances up to W) is seen in training."""
+    clips longer than W so that the full window (all distances up to W) is seen in training. 16 covers the
+    11-14 still frames between a landing's last visible motion and its end (benchmarks/bench_landing_end.py)."""
     conv_kernel: int = 3
     """Temporal kernel k of the causal conv path: the current frame plus k - 1 previous clean frames."""
     num_actions: int = 4
@@ -128,8 +129,8 @@ class WorldModelConfig:
 
     @classmethod
     def default(cls, **overrides: Any) -> WorldModelConfig:
-        """The CPU model that ships: ~3.2 M parameters, 24 tokens per frame (patch 2 on an 8 x 12 latent); sized by
-        benchmarks/bench_world_model.py (docs/results_world_model.md)."""
+        """The CPU model that ships: ~3.2 M parameters, 24 tokens per frame (patch 2 on an 8 x 12 latent), a
+        16-frame window; sized by benchmarks/bench_world_model.py (docs/RESULTS.md)."""
         return replace(cls(), **overrides)
 
     @classmethod

@@ -8,7 +8,8 @@ import warnings
 import pytest
 import torch
 
-from oniris_env.world_model import WorldModel, WorldModelConfig, frame_actions
+from oniris_env.bundle import WORLD_MODEL_FILE, shipped_weights_dir
+from oniris_env.world_model import WorldModel, WorldModelConfig, frame_actions, load_world_model
 from oniris_env.world_model.attention import dart_frame_mask
 
 ATOL = 1e-5
@@ -31,6 +32,7 @@ CONFIGS = {
     "default-layout-24": WorldModelConfig.tiny(latent_channels=8, latent_height=8, latent_width=12, patch_size=2),
     "p1-96": WorldModelConfig.tiny(latent_channels=8, latent_height=8, latent_width=12, window=3, depth=1),
     "kernel1": WorldModelConfig.tiny(conv_kernel=1, window=2),
+    "default": WorldModelConfig.default(),  # the shipped architecture (test_shipped_weights_use_the_default_preset)
 }
 
 
@@ -259,3 +261,13 @@ def test_config_checks():
         WorldModelConfig.preset("huge")
     cfg = WorldModelConfig.default()
     assert cfg.tokens_per_frame == 24 and WorldModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_shipped_weights_use_the_default_preset():
+    """The exactness tests above run on `WorldModelConfig.default()`: it must be the shipped architecture (only
+    sigma_data, measured on the data, differs)."""
+    path = shipped_weights_dir() / WORLD_MODEL_FILE
+    if not path.is_file():
+        pytest.skip("no shipped world model in this checkout")
+    shipped = load_world_model(path).config
+    assert dataclasses.replace(shipped, sigma_data=1.0) == WorldModelConfig.default()

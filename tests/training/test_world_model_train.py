@@ -114,6 +114,19 @@ def test_init_from_starts_a_fresh_run_from_given_weights(latents_dir, tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
     assert read_metadata(second)["extra"]["step"] == 3
+    # a new attention window: no weight depends on it, so the same weights continue under W = 3 (tiny: 4)
+    cfg = TrainWorldModelConfig.tiny(steps=3, lr_ref=0.0, init_from=str(first), window=3)
+    third = train_world_model(latents_dir, tmp_path / "w", config=cfg, progress=False)
+    assert load_world_model(first).config.window == 4 and load_world_model(third).config.window == 3
+    c = load_file(third)
+    for k in a:
+        torch.testing.assert_close(a[k], c[k], atol=0, rtol=0, msg=k)
+    fresh = train_world_model(
+        latents_dir, tmp_path / "f", config=TrainWorldModelConfig.tiny(steps=1, window=5), progress=False
+    )
+    assert load_world_model(fresh).config.window == 5
+    with pytest.raises(ValueError, match="window must be"):
+        TrainWorldModelConfig.tiny(window=0)
     other = tmp_path / "other"
     save_world_model(WorldModel(WorldModelConfig.tiny(latent_channels=2)), other / "wm.safetensors", GameSpec())
     with pytest.raises(ValueError, match="latents of shape"):
@@ -191,3 +204,19 @@ def test_trainer_draws_episode_edges_as_configured(latents_dir, tmp_path):
     assert TrainWorldModelConfig.default().end_clip_fraction > 0  # the shipped recipe uses them
     with pytest.raises(ValueError, match="end_clip_fraction"):
         TrainWorldModelConfig.tiny(start_clip_fraction=0.6, end_clip_fraction=0.5)
+
+
+def test_cli_overrides_window_and_clip_length(latents_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from oniris_env.cli import app
+    from training.world_model.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    args = ["train", "world-model", "--latents", str(latents_dir), "--out", str(out), "--preset", "tiny"]
+    result = CliRunner().invoke(app, [*args, "--steps", "1", "--window", "3", "--clip-frames", "5", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert load_world_model(out / "world_model.safetensors").config.window == 3
+    assert load_checkpoint(out).train_config["clip_frames"] == 5
+    result = CliRunner().invoke(app, [*args, "--window", "0"])
+    assert result.exit_code == 2 and "--window" in result.output

@@ -130,8 +130,8 @@ def render_markdown(report: dict) -> str:
         f"{cfg['terminal_steps']} steps of every episode replayed from the {ol['context_frames']} frames before "
         f"them; `teacher_forced`: the heads on the real frames of whole episodes (no dreamt frame). A predicted "
         f"end matches a real one within {cfg['term_tolerance']} steps. A landing ends when Box2D puts the resting "
-        f"lander to sleep, in 90% of landings 18 or more steps after it last moved by 0.1 px per step: longer "
-        f"than the model's window, so its last step is not visible in the frames.",
+        f"lander to sleep, 11-14 steps after the last frame that changes (benchmarks/bench_landing_end.py): "
+        f"the model sees it only if its window holds that many frames (16 does, 12 did not).",
         "",
         *table(
             ["metric", *names],

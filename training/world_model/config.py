@@ -14,8 +14,11 @@ class TrainWorldModelConfig:
 
     model_preset: str = "default"
     """`WorldModelConfig` preset; the latent shape and action count come from the dataset."""
-    clip_frames: int = 16
+    clip_frames: int = 20
     """N: frames per training clip (each pass supervises all N); at least the model's window + 1 is best."""
+    window: int | None = None
+    """Attention window W of the model (`WorldModelConfig.window`); None keeps the model preset's, or that of
+    the `init_from` weights (no weight depends on W, so a run may start from weights trained with another W)."""
     batch_size: int = 8
     """Clips per optimiser step."""
     steps: int = 20_000
@@ -80,6 +83,8 @@ class TrainWorldModelConfig:
     def __post_init__(self) -> None:
         if self.clip_frames < 2:
             raise ValueError(f"clip_frames must be >= 2 (heads need a transition), got {self.clip_frames}")
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"window must be >= 1 or None, got {self.window}")
         if self.batch_size < 1 or self.steps < 1 or self.val_every < 1 or self.log_every < 1:
             raise ValueError("batch_size, steps, val_every and log_every must be >= 1")
         if not 0 < self.sigma_min < self.sigma_max:
