@@ -33,6 +33,12 @@ def px_per_step(state_speed: np.ndarray, frame_width: int, action_repeat: int) -
     return state_speed / STATE_VELOCITY_SCALE * (frame_width / WORLD_WIDTH_UNITS) * (action_repeat / FPS)
 
 
+def steps_after_last(series: np.ndarray, threshold: float) -> int:
+    """Entries after the last one above `threshold` (all of them when none is)."""
+    above = np.flatnonzero(series > threshold)
+    return len(series) - 1 - (above[-1] if len(above) else 0)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder written by `oniris-env collect`")
@@ -56,14 +62,14 @@ def main() -> None:
     print("| lander last faster than (px / env step) | steps from then to the end: median | p10 | p90 |")
     print("|---|---|---|---|")
     for v in args.speeds:
-        gaps = np.array([len(s) - 1 - (np.flatnonzero(s > v)[-1] if (s > v).any() else 0) for s in speeds])
+        gaps = np.array([steps_after_last(s, v) for s in speeds])
         p10, p50, p90 = np.percentile(gaps, [10, 50, 90])
         print(f"| {v:g} | {p50:g} | {p10:g} | {p90:g} |")
     seen = " | ".join(f"seen with W = {w}" for w in args.windows)
     print(f"\n| last frame change > (levels) | steps from it to the end: median | p10 | p90 | {seen} |")
     print("|---|---|---|---|" + "---|" * len(args.windows))
     for level in args.levels:
-        gaps = np.array([len(c) - 1 - (np.flatnonzero(c > level)[-1] if (c > level).any() else 0) for c in changes])
+        gaps = np.array([steps_after_last(c, level) for c in changes])
         p10, p50, p90 = np.percentile(gaps, [10, 50, 90])
         shares = " | ".join(f"{np.mean(gaps <= w - 1):.2f}" for w in args.windows)
         print(f"| {level} | {p50:g} | {p10:g} | {p90:g} | {shares} |")
