@@ -34,7 +34,7 @@ def px_per_step(state_speed: np.ndarray, frame_width: int, action_repeat: int) -
 
 
 def steps_after_last(series: np.ndarray, threshold: float) -> int:
-    """Entries after the last one above `threshold` (all of them when none is)."""
+    """Entries after the last one above `threshold` (len - 1, as if the first were, when none is)."""
     above = np.flatnonzero(series > threshold)
     return len(series) - 1 - (above[-1] if len(above) else 0)
 

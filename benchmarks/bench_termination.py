@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from oniris_env.bundle import load_bundle
+from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD
 from training.dataset import is_validation
 from training.episodes import load_episode, read_manifest
 from training.evaluate.data import RealEpisode
-from training.evaluate.reward_term import termination_by_outcome, termination_events
+from training.evaluate.reward_term import first_true, termination_by_outcome, termination_events
 from training.evaluate.teacher_forced import head_outputs
 
 
@@ -88,19 +89,22 @@ def main() -> None:
             + " | ".join(cells)
             + f" | {step_p:.2f} | {step_r:.2f} |"
         )
-    print("\nWhen the head first fires, relative to the real end (steps; < 0: early), at threshold 0.5:\n")
+    print(
+        "\nWhen the head first fires, relative to the real end (steps; < 0: early), at threshold "
+        f"{DEFAULT_TERMINATION_THRESHOLD:g}:\n"
+    )
     print("| outcome | ends | never fires | median | p10 | p90 | within +-tolerance |")
     print("|---|---|---|---|---|---|---|")
-    cut = 0.0  # logit of 0.5
+    cut = float(np.log(DEFAULT_TERMINATION_THRESHOLD / (1 - DEFAULT_TERMINATION_THRESHOLD)))
     for name in names:
         offsets, never = [], 0
         for lg, r, o in zip(logits, real, outcomes, strict=True):
-            end = np.flatnonzero(r)
-            if o != name or not len(end):
+            end = first_true(r)
+            if o != name or end is None:
                 continue
-            fired = np.flatnonzero(lg > cut)
-            if len(fired):
-                offsets.append(int(fired[0]) - int(end[0]))
+            fired = first_true(lg > cut)
+            if fired is not None:
+                offsets.append(fired - end)
             else:
                 never += 1
         if offsets or never:

@@ -86,7 +86,6 @@ def model_config_for(data: BatchSource, cfg: TrainWorldModelConfig, sample: dict
         latent_width=int(w),
         num_actions=data.spec.num_actions,
         sigma_data=round(sigma_data, 4),
-        **({} if cfg.window is None else {"window": cfg.window}),
     )
 
 
@@ -152,12 +151,9 @@ def train_world_model(
         ctx.destroy()
 
 
-def _init_config(path: str, data: BatchSource, window: int | None = None) -> WorldModelConfig:
-    """The config of the weights a run starts from, checked against the dataset (spec, latent shape), with the
-    attention window replaced by `window` when given."""
+def _init_config(path: str, data: BatchSource) -> WorldModelConfig:
+    """The config of the weights a run starts from, checked against the dataset (spec, latent shape)."""
     config = load_world_model(path, spec=data.spec).config
-    if window is not None:
-        config = replace(config, window=window)
     sample = data.sample_batch(np.random.default_rng(0), 1)["latents"]
     if tuple(sample.shape[2:]) != config.latent_shape:
         raise ValueError(
@@ -230,13 +226,15 @@ def _train(
     if state is None:
         model_cfg, spec = None, train_data.spec
         if cfg.init_from:
-            model_cfg = _init_config(cfg.init_from, train_data, cfg.window) if ctx.is_main else None
+            model_cfg = _init_config(cfg.init_from, train_data) if ctx.is_main else None
         elif ctx.is_main:  # sigma_data is measured once, on rank 0's episodes, and shared
             probe = train_data.sample_batch(np.random.default_rng(cfg.seed + 1), 1)
             model_cfg = model_config_for(train_data, cfg, probe)
         shared: dict[str, Any] | None = ctx.broadcast(model_cfg.to_dict() if model_cfg else None)
         assert shared is not None  # rank 0 always measures it
         model_cfg = WorldModelConfig.from_dict(shared)
+        if cfg.window is not None:  # fresh or init_from alike: no weight depends on the window
+            model_cfg = replace(model_cfg, window=cfg.window)
     else:
         model_cfg = WorldModelConfig.from_dict(state.model_config)
         spec = GameSpec.from_dict(state.spec)
