@@ -33,13 +33,16 @@ def _root() -> None:
 
 @app.command(
     epilog="Examples:\n\n  oniris-env collect --episodes 20 --out data/real\n\n"
-    "  oniris-env collect --episodes 400 --out data/real --seed 0 --workers 2"
+    "  oniris-env collect --episodes 400 --out data/real --seed 0 --workers 2\n\n"
+    "  oniris-env collect --episodes 300 --out data/real --policy sticky   # appended after the first ones"
 )
 def collect(
     out: Annotated[Path, typer.Option(help="Dataset folder (created; re-runs append new episodes).")],
     episodes: Annotated[int, typer.Option(min=1, help="Number of episodes to add.")] = 20,
     seed: Annotated[int, typer.Option(help="Base seed; episode i gets a seed derived from (seed, i).")] = 0,
-    policy: Annotated[str, typer.Option(help="mix | random | heuristic | noisy")] = "mix",
+    policy: Annotated[
+        str, typer.Option(help="mix | random | heuristic | noisy | sticky (random actions held 1-24 steps)")
+    ] = "mix",
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     action_repeat: Annotated[int, typer.Option(min=1, help="Physics steps per env step.")] = 2,
     preview: Annotated[bool, typer.Option(help="Write preview.png (frame strips of a few episodes).")] = True,

@@ -162,6 +162,7 @@ def train_world_model_command(
     """Train the autoregressive diffusion world model (DART) on encoded latents (resumable; Ctrl-C saves).
 
     Under `torchrun` each process is one DDP rank (gloo on CPU, NCCL on CUDA); the preset's batch is per rank.
+    There Ctrl-C saves nothing: the job resumes from the last periodic checkpoint (every val_every steps).
     """
     from training.world_model.config import PRESETS, TrainWorldModelConfig
 

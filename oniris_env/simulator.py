@@ -32,6 +32,13 @@ from oniris_env.world_model import WorldModel, frame_actions
 DEFAULT_TERMINATION_THRESHOLD = 0.5
 
 
+def threshold_logit(threshold: float) -> float:
+    """The logit a termination probability threshold in (0, 1) corresponds to: `log(p / (1 - p))`."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"termination_threshold must be in (0, 1), got {threshold}")
+    return float(np.log(threshold / (1 - threshold)))
+
+
 @dataclass(frozen=True)
 class DreamStep:
     """What one simulator step returns for the B dreams."""
@@ -44,6 +51,8 @@ class DreamStep:
     """`(B,)` float32 predicted rewards of the transitions."""
     terminated: np.ndarray
     """`(B,)` bool: the termination head's probability exceeds the threshold."""
+    term_logits: np.ndarray
+    """`(B,)` float32 termination logits (`terminated` is `sigmoid(term_logits) > threshold`)."""
 
 
 class DreamSimulator:
@@ -75,13 +84,11 @@ class DreamSimulator:
     ) -> None:
         if num_dreams < 1:
             raise ValueError(f"num_dreams must be >= 1, got {num_dreams}")
-        if not 0.0 < termination_threshold < 1.0:
-            raise ValueError(f"termination_threshold must be in (0, 1), got {termination_threshold}")
+        self.termination_logit = threshold_logit(termination_threshold)
         check_models(vae, world_model, "the given models")
         check_context(contexts.frames, contexts.actions, spec, batched=True)
         self.vae, self.world_model, self.contexts = vae, world_model, contexts
         self.num_dreams, self.sampler, self.decode, self.spec = num_dreams, sampler, decode, spec
-        self.termination_logit = float(np.log(termination_threshold / (1 - termination_threshold)))
         self.step_fn = step_fn
         self.device = next(world_model.parameters()).device
         self.generator = torch.Generator(self.device)
@@ -183,11 +190,13 @@ class DreamSimulator:
             decoded, self.decode_cache = self.vae.decode_latents_step(out.latent[:, None], self.decode_cache)
             self.frames = decoded[:, 0].cpu().numpy()
             frames = self.frames.copy()
+        logits = out.term_logit.float().cpu().numpy().astype(np.float32)
         return DreamStep(
             latents=out.latent,
             frames=frames,
             rewards=out.reward.float().cpu().numpy().astype(np.float32),
-            terminated=(out.term_logit > self.termination_logit).cpu().numpy(),
+            terminated=logits > self.termination_logit,
+            term_logits=logits,
         )
 
     def render_frames(self) -> np.ndarray:

@@ -1,8 +1,13 @@
-"""Data-collection policies: uniform random, the gymnasium heuristic pilot, and an epsilon-noisy heuristic.
+"""Data-collection policies: uniform random, the gymnasium heuristic pilot, an epsilon-noisy heuristic, and
+sticky random actions.
 
 A policy is a callable `(state (8,) float32) -> action int`, built from a numpy Generator so every episode is
 reproducible from its seed. `mix` draws one policy per episode so that flights, landings, crashes and fly-offs
-all appear in the data.
+all appear in the data. None of the `mix` holds an action for long (random switches every step, the noisy
+heuristic holds for at most `MAX_NOISE_HOLD` steps), yet a player holds a key, and the controllability check holds
+an action for 16 steps: `sticky` holds each uniform random action for 1 to `MAX_STICKY_HOLD` steps, so a side
+engine turns the lander a long way and the main engine lifts it (`oniris-env collect --policy sticky` appends such
+episodes to a collection; the shipped models were not trained on any, docs/RESULTS.md says why).
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ MAX_NOISE_HOLD = 4
 #: (policy, epsilon, probability) of the `mix`.
 MIX = (("random", 0.0, 0.2), ("heuristic", 0.0, 0.2)) + tuple(("noisy", eps, 0.2) for eps in MIX_EPSILONS)
 
-POLICY_NAMES = ("mix", "random", "heuristic", "noisy")
+#: Longest hold of a sticky random action, in env steps (holds are uniform in 1..this).
+MAX_STICKY_HOLD = 24
+
+POLICY_NAMES = ("mix", "random", "heuristic", "noisy", "sticky")
 
 
 def heuristic_action(state: np.ndarray) -> int:
@@ -41,7 +49,7 @@ class PolicyChoice:
     """Which policy an episode uses (stored in the manifest)."""
 
     name: str
-    """'random', 'heuristic' or 'noisy'."""
+    """'random', 'heuristic', 'noisy' or 'sticky'."""
     epsilon: float = 0.0
     """For 'noisy': probability per step of starting a held random action."""
 
@@ -57,7 +65,7 @@ def choose_policy(name: str, rng: np.random.Generator, epsilon: float = 0.25) ->
         return PolicyChoice(kind, eps)
     if name == "noisy":
         return PolicyChoice("noisy", epsilon)
-    if name in ("random", "heuristic"):
+    if name in ("random", "heuristic", "sticky"):
         return PolicyChoice(name)
     raise ValueError(f"unknown policy {name!r}; choose one of {POLICY_NAMES}")
 
@@ -68,9 +76,18 @@ def make_policy(choice: PolicyChoice, rng: np.random.Generator, num_actions: int
         return lambda state: int(rng.integers(num_actions))
     if choice.name == "heuristic":
         return heuristic_action
+    held = {"action": 0, "left": 0}
+    if choice.name == "sticky":
+
+        def sticky(state: np.ndarray) -> int:
+            if held["left"] == 0:
+                held["action"], held["left"] = int(rng.integers(num_actions)), int(rng.integers(1, MAX_STICKY_HOLD + 1))
+            held["left"] -= 1
+            return held["action"]
+
+        return sticky
     if choice.name != "noisy":
         raise ValueError(f"unknown policy {choice.name!r}")
-    held = {"action": 0, "left": 0}
 
     def noisy(state: np.ndarray) -> int:
         if held["left"] == 0 and rng.random() < choice.epsilon:

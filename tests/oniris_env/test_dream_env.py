@@ -230,7 +230,7 @@ def test_simulator_equals_the_value_cache_oracle(bundle: Path) -> None:
     """The simulator (in-place ring cache, spliced resets) == the same dream computed with immutable caches
     and the plain sampler functions, past the window and across a reset of one dream."""
     from oniris_env.sampler import commit_context, sample_next
-    from oniris_env.simulator import DreamSimulator
+    from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD, DreamSimulator
     from oniris_env.world_model import frame_actions
 
     loaded = load_bundle(bundle)
@@ -239,9 +239,9 @@ def test_simulator_equals_the_value_cache_oracle(bundle: Path) -> None:
     sim.seed(0)
     sim.reset(None, np.random.default_rng(0))
     actions = [np.array([t % 4, 2]) for t in range(steps)]
-    got = [sim.step(a).latents.clone() for a in actions]
+    got = [sim.step(a) for a in actions]
     sim.reset(np.array([False, True]), np.random.default_rng(1))
-    got.append(sim.step(np.array([1, 3])).latents.clone())
+    got.append(sim.step(np.array([1, 3])))
 
     gen = torch.Generator().manual_seed(0)
     sigma = sim.sampler.sigma_min
@@ -258,9 +258,11 @@ def test_simulator_equals_the_value_cache_oracle(bundle: Path) -> None:
         for a in actions:
             out = sample_next(model, cache, torch.as_tensor(a), gen, sim.sampler)
             cache = out.cache
-            want.append(out.latent)
+            want.append(out)
         fresh, _ = commit_context(model, model.init_cache(1), *start(np.random.default_rng(1), 1), gen, sigma)
         want.append(sample_next(model, cache.splice(torch.tensor([1]), fresh), torch.tensor([1, 3]), gen,
-                                sim.sampler).latent)
+                                sim.sampler))
     for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w, rtol=0, atol=1e-5)
+        torch.testing.assert_close(g.latents, w.latent, rtol=0, atol=1e-5)
+        torch.testing.assert_close(torch.as_tensor(g.term_logits), w.term_logit.float(), rtol=0, atol=1e-4)
+        assert np.array_equal(g.terminated, 1 / (1 + np.exp(-g.term_logits)) > DEFAULT_TERMINATION_THRESHOLD)

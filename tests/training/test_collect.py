@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import numpy as np
@@ -5,8 +6,9 @@ import pytest
 
 from oniris_env.spec import GameSpec, SpecMismatchError
 from training.collect import collect_episodes, run_episode
-from training.dataset import EpisodeWindows
+from training.dataset import EpisodeWindows, is_validation
 from training.episodes import EpisodeFileError, load_episode, read_manifest
+from training.policies import MAX_NOISE_HOLD, MAX_STICKY_HOLD, choose_policy, make_policy
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +88,34 @@ def test_corrupt_file_raises_with_its_name_or_is_skipped(dataset, tmp_path):
 def test_manifest_is_plain_json(dataset):
     data = json.loads((dataset / "manifest.json").read_text())
     assert data["spec"]["action_repeat"] == 2 and data["kind"] == "frames"
+
+
+def test_sticky_policy_holds_random_actions_for_up_to_max_hold_steps():
+    def actions(seed: int) -> list[int]:
+        act = make_policy(choose_policy("sticky", np.random.default_rng(seed)), np.random.default_rng(seed))
+        return [act(np.zeros(8, np.float32)) for _ in range(2000)]
+
+    got = actions(3)
+    assert got == actions(3) and got != actions(4)  # reproducible from the generator
+    assert set(got) == {0, 1, 2, 3}
+    runs = [len(list(g)) for _, g in itertools.groupby(got)]
+    # consecutive holds of the same action merge into one run, so a run may exceed one hold; most do not
+    assert max(runs) > MAX_NOISE_HOLD  # longer than anything in the mix
+    assert 0.5 * (MAX_STICKY_HOLD + 1) / 2 < len(got) / len(runs) < 2 * (MAX_STICKY_HOLD + 1) / 2
+
+
+def test_validation_episodes_are_the_held_out_split_in_manifest_order(dataset, tmp_path):
+    from training.evaluate.data import validation_episodes
+
+    entries = read_manifest(dataset)["episodes"]
+    fraction = 0.5
+    want = [e for e in entries if is_validation(e["seed"], fraction)]
+    got = validation_episodes(dataset, fraction)
+    assert [g.seed for g in got] == [e["seed"] for e in want]
+    assert [g.seed for g in validation_episodes(dataset, 1.0, limit=2)] == [e["seed"] for e in entries[:2]]
+    first = validation_episodes(dataset, 1.0, limit=1)[0]
+    arrays = load_episode(dataset / entries[0]["file"])
+    assert np.array_equal(first.frames, arrays["frames"]) and np.array_equal(first.actions, arrays["actions"])
+    assert first.length == len(arrays["actions"]) and first.outcome == entries[0]["outcome"]
+    with pytest.raises(FileNotFoundError, match="oniris-env collect"):
+        validation_episodes(tmp_path / "nothing")

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from oniris_env.bundle import load_bundle, save_random_bundle
+from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD, threshold_logit
 from oniris_env.world_model import frame_actions
 from training.evaluate.data import record_episodes
 from training.evaluate.long_dream import real_found_fraction
+from training.evaluate.open_loop import terminal_replays
 from training.evaluate.teacher_forced import head_outputs, teacher_forced
 
 
@@ -64,3 +66,15 @@ def test_real_found_fraction_of_the_long_dream_policies():
     assert 0.5 < frac <= 1.0 and resets >= 1  # random play crashes within ~100 steps; the lander is mostly seen
     with pytest.raises(ValueError, match="policy"):
         real_found_fraction("human", 10, seed=0)
+
+
+def test_replays_keep_the_logits_behind_their_terminations(bundle_and_episodes):
+    """Teacher-forced and terminal-anchored replays keep the termination logits, and thresholding them at the
+    dream's threshold gives the recorded terminations (so other thresholds can be judged without dreaming again)."""
+    bundle, episodes = bundle_and_episodes
+    cut = threshold_logit(DEFAULT_TERMINATION_THRESHOLD)
+    for rep in (teacher_forced(bundle, episodes, seed=0), terminal_replays(bundle, episodes, steps=6, seed=0)):
+        assert len(rep.pred_term_logits) == len(rep.pred_terminated) == len(rep.real_terminated) > 0
+        for lg, t in zip(rep.pred_term_logits, rep.pred_terminated, strict=True):
+            assert lg.shape == t.shape and lg.dtype == np.float32
+            assert np.array_equal(t, lg > cut)

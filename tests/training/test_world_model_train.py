@@ -220,3 +220,39 @@ def test_cli_overrides_window_and_clip_length(latents_dir, tmp_path):
     assert load_checkpoint(out).train_config["clip_frames"] == 5
     result = CliRunner().invoke(app, [*args, "--window", "0"])
     assert result.exit_code == 2 and "--window" in result.output
+
+
+class InterruptingWindows(CountingWindows):
+    """Raises KeyboardInterrupt (as Ctrl-C would) when the trainer draws training batch number `at` (1-based)."""
+
+    def __init__(self, windows: EpisodeWindows, at: int) -> None:
+        super().__init__(windows)
+        self.at = at
+
+    def sample_batch(self, rng, batch_size, start_fraction=0.0, end_fraction=0.0):
+        if len([c for c in self.calls if c != (0.0, 0.0)]) + 1 == self.at:
+            rng.random()  # the interrupted step has already used the generator: the checkpoint must not keep that
+            raise KeyboardInterrupt
+        return super().sample_batch(rng, batch_size, start_fraction, end_fraction)
+
+
+def test_ctrl_c_saves_and_the_run_resumes_exactly(latents_dir, tmp_path):
+    def windows(split):
+        return EpisodeWindows(latents_dir, 6, split=split, key="latents", val_fraction=0.34)
+
+    cfg = TrainWorldModelConfig.tiny(steps=10, val_every=100, start_clip_fraction=0.25, end_clip_fraction=0.25)
+    straight = train_world_model(
+        None, tmp_path / "a", config=cfg, train_data=windows("train"), val_data=windows("val"), progress=False
+    )
+    with pytest.raises(KeyboardInterrupt):  # during step 7; no periodic checkpoint before it (val_every 100)
+        train_world_model(
+            None, tmp_path / "b", config=cfg, train_data=InterruptingWindows(windows("train"), at=7),
+            val_data=windows("val"), progress=False,
+        )
+    assert read_metadata(tmp_path / "b" / "world_model.safetensors")["extra"]["step"] == 6
+    resumed = train_world_model(
+        None, tmp_path / "b", config=cfg, train_data=windows("train"), val_data=windows("val"), progress=False
+    )
+    a, b = load_file(straight), load_file(resumed)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)

@@ -17,9 +17,10 @@ A dream trial goes "the right way" when its signature has the sign of the real g
 lander lost in the dream counts as wrong). The right rates are over the trials the real game can judge: those
 whose real signature is measured and non-zero. Where the real lander is not on the screen (above its top, or the
 episode has already ended), nothing says which way the dream should have gone; those trials are left out of the
-rates (`per_signature_trials` counts the judged ones, `per_signature_right_rate_all_trials` scores them all). The
-spread (mean pairwise distance between the 4 actions' lander positions after S steps) says how far the
-trajectories differ between actions, in the dream and in the game.
+rates (`per_signature_trials` counts the judged ones, `per_signature_right_rate_all_trials` scores them all).
+`real_signature_mean` and `dream_signature_mean` (over the trials where each is measured) say how strongly each
+action acts, in the game and in the dream. The spread (mean pairwise distance between the 4 actions' lander
+positions after S steps) says how far the trajectories differ between actions, in the dream and in the game.
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ def controllability(
 
     scores: dict[str, list] = {k: [] for k in ("main", "left_rot", "right_rot", "left_drift", "right_drift")}
     real_scores: dict[str, list] = {k: [] for k in scores}
+    dream_scores: dict[str, list] = {k: [] for k in scores}
     spread_real, spread_dream = [], []
     example: dict = {}
     for (e, last), start, real, dream in zip(trials, starts, reals, dreams, strict=True):
@@ -181,6 +183,7 @@ def controllability(
         for key in scores:
             s_real, s_dream = _signature(key, rc, ra), _signature(key, dc, da)
             real_scores[key].append(s_real)
+            dream_scores[key].append(s_dream)
             scores[key].append(same_sign(s_dream, s_real))
         spread_real.append(_spread(rc))
         spread_dream.append(_spread(dc))
@@ -208,6 +211,7 @@ def controllability(
         "per_signature_trials": {k: int(sum(v)) for k, v in judged_trials.items()},
         "per_signature_right_rate_all_trials": {k: float(np.mean(v)) for k, v in scores.items()},
         "real_signature_mean": {k: _finite_mean(v) for k, v in real_scores.items()},
+        "dream_signature_mean": {k: _finite_mean(v) for k, v in dream_scores.items()},
         "spread_px_real": _finite_mean(spread_real),
         "spread_px_dream": _finite_mean(spread_dream),
         "spread_trials_real": int(np.isfinite(spread_real).sum()),

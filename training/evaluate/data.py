@@ -1,14 +1,18 @@
-"""Fresh real episodes for evaluation, recorded in memory from seeds that training never used."""
+"""Fresh real episodes for evaluation, recorded in memory from seeds that training never used; and, for the
+benchmarks that choose settings without touching those, the held-out episodes of a training collection."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from training.collect import episode_seed, run_episode
+from training.dataset import is_validation
+from training.episodes import load_episode, require_manifest
 
 #: Training collections use base seed 0 (`oniris-env collect --seed 0`); evaluation seeds must avoid the seeds of
 #: its first `TRAIN_SEED_RANGE` episodes (the shipped models saw 800).
@@ -75,3 +79,14 @@ def record_episodes(seeds: list[int], spec: GameSpec = DEFAULT_SPEC, progress: b
         arrays, _ = run_episode(seed, "mix", spec)
         episodes.append(RealEpisode.from_arrays(seed, arrays["policy"], arrays["outcome"], arrays))
     return episodes
+
+
+def validation_episodes(root: str | Path, val_fraction: float = 0.1, limit: int | None = None) -> list[RealEpisode]:
+    """The held-out episodes (the `val` split of `training.dataset.EpisodeWindows`) of a collection folder, as
+    `RealEpisode`s in manifest order; the first `limit` only when given."""
+    root = Path(root)
+    manifest = require_manifest(root, "oniris-env collect")
+    entries = [e for e in manifest["episodes"] if is_validation(e["seed"], val_fraction)][:limit]
+    return [
+        RealEpisode.from_arrays(e["seed"], e["policy"], e["outcome"], load_episode(root / e["file"])) for e in entries
+    ]

@@ -32,6 +32,8 @@ class Replays:
     pred_rewards: list[np.ndarray] = field(default_factory=list)
     real_rewards: list[np.ndarray] = field(default_factory=list)
     pred_terminated: list[np.ndarray] = field(default_factory=list)
+    pred_term_logits: list[np.ndarray] = field(default_factory=list)
+    """The termination logits behind `pred_terminated` (to judge other thresholds without dreaming again)."""
     real_terminated: list[np.ndarray] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
     """How each replayed real episode ended ('crashed', 'landed', 'flew_off', 'timeout')."""
@@ -91,7 +93,8 @@ def open_loop(
         "baseline_err_median": [],
         "dream_found_rate": [],
     }
-    pred_r, pred_t = np.zeros((n, total), np.float32), np.zeros((n, total), bool)
+    pred_r, pred_l = np.zeros((n, total), np.float32), np.zeros((n, total), np.float32)
+    pred_t = np.zeros((n, total), bool)
     shown = min(video_episodes, n)
     video_dream: list[list[np.ndarray]] = [[] for _ in range(shown)]
     rollout = replay(
@@ -100,7 +103,7 @@ def open_loop(
     for s, out in enumerate(tqdm(rollout, total=total, desc="open loop", unit="step", disable=not progress)):
         k = s + 1
         alive = [i for i in range(n) if steps[i] >= k]
-        pred_r[:, s], pred_t[:, s] = out.rewards, out.terminated
+        pred_r[:, s], pred_t[:, s], pred_l[:, s] = out.rewards, out.terminated, out.term_logits
         for i in range(shown):
             if k <= min(video_steps, steps[i]):
                 video_dream[i].append(out.frames[i])
@@ -124,6 +127,7 @@ def open_loop(
         sl = slice(t_ctx - 1, t_ctx - 1 + steps[i])
         replays.pred_rewards.append(pred_r[i, : steps[i]])
         replays.pred_terminated.append(pred_t[i, : steps[i]])
+        replays.pred_term_logits.append(pred_l[i, : steps[i]])
         replays.real_rewards.append(e.rewards[sl])
         replays.real_terminated.append(e.terminated[sl])
         replays.outcomes.append(e.outcome)
@@ -177,9 +181,11 @@ def terminal_replays(
     )
     pred_r = np.stack([o.rewards for o in outs], axis=1)  # (n, steps)
     pred_t = np.stack([o.terminated for o in outs], axis=1)
+    pred_l = np.stack([o.term_logits for o in outs], axis=1)
     for i, e in enumerate(eps):
         replays.pred_rewards.append(pred_r[i])
         replays.pred_terminated.append(pred_t[i])
+        replays.pred_term_logits.append(pred_l[i])
         replays.real_rewards.append(e.rewards[e.length - steps :])
         replays.real_terminated.append(e.terminated[e.length - steps :])
         replays.outcomes.append(e.outcome)

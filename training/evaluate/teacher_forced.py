@@ -13,7 +13,7 @@ import torch
 
 from oniris_env.bundle import Bundle
 from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
-from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD
+from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD, threshold_logit
 from oniris_env.world_model import frame_actions
 from training.evaluate.data import RealEpisode
 from training.evaluate.open_loop import Replays
@@ -62,11 +62,12 @@ def teacher_forced(
     """`Replays` of the heads on whole real episodes, frames committed at the sampler's context noise and the
     dream's termination threshold (see module docstring)."""
     rewards, logits = head_outputs(bundle, episodes, seed, sampler.sigma_min)
-    logit_threshold = float(np.log(threshold / (1 - threshold)))
+    logit_threshold = threshold_logit(threshold)
     replays = Replays()
     for e, r, lg in zip(episodes, rewards, logits, strict=True):
         replays.pred_rewards.append(r.astype(np.float32))
         replays.pred_terminated.append(lg > logit_threshold)
+        replays.pred_term_logits.append(lg.astype(np.float32))
         replays.real_rewards.append(e.rewards)
         replays.real_terminated.append(e.terminated)
         replays.outcomes.append(e.outcome)

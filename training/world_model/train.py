@@ -130,6 +130,10 @@ def train_world_model(
     its own shard of the training episodes; `cfg.batch_size` is per rank, so the global batch is
     `batch_size * world_size`; rank 0 alone logs, validates and writes files).
 
+    Checkpoints (resume state + EMA weights) are written every `cfg.val_every` steps, at the end and, in one
+    process, on KeyboardInterrupt (the interrupted step is redone on resume with the same batch and noise). Under
+    DDP Ctrl-C writes none (a rank may already be gone): a restarted job resumes from the last periodic one.
+
     Args:
         latents_dir: folder written by `oniris-env encode` (ignored when `train_data` is given).
         out_dir: run folder: `checkpoint.pt` (resume), `metrics.jsonl`, `world_model.safetensors` (EMA weights).
@@ -335,51 +339,62 @@ def _train(
     bar = tqdm(total=cfg.steps, initial=step, desc="world model", unit="step", disable=not (progress and ctx.is_main))
     window_start, window_frames = time.perf_counter(), 0
     model.train()
-    while step < end:
-        clips = train_data.sample_batch(data_rng, cfg.batch_size, cfg.start_clip_fraction, cfg.end_clip_fraction)
-        batch = DartBatch.from_numpy(clips, dev)
-        lr = learning_rate(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        losses = net(batch, noise_rng, autocast=cfg.bf16, backend=backend)  # DDP averages the gradients
-        optimizer.zero_grad(set_to_none=True)
-        losses.total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0 else torch.nan
-        if not torch.isfinite(losses.total):
-            raise FloatingPointError(f"non-finite loss at step {step} on rank {ctx.rank}: {losses}")
-        optimizer.step()
-        step += 1
-        ema.update(model, step)
-        window_frames += batch.latents.shape[0] * batch.latents.shape[1]
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == end:
-            elapsed = time.perf_counter() - window_start
-            names = ("denoise_raw", "denoise_normalised", "reward", "term", "reward_mae")
-            values = ctx.mean({"loss": float(losses.total.detach()), **{k: float(getattr(losses, k)) for k in names}})
-            record: dict[str, Any] = {
-                "step": step,
-                "split": "train",
-                "lr": lr,
-                **values,
-                "grad_norm": float(grad_norm),
-                "frames_per_s": window_frames / max(elapsed, 1e-9),
-            }
-            if ctx.distributed:  # losses are means over the ranks; frames_per_s is rank 0's
-                record |= {
-                    "world_size": ctx.world_size,
-                    "global_batch": cfg.batch_size * ctx.world_size,
-                    "global_frames_per_s": record["frames_per_s"] * ctx.world_size,
+    step_rngs = (rng_state(data_rng), noise_rng.get_state())  # the streams at the start of the next step
+    try:
+        while step < end:
+            clips = train_data.sample_batch(data_rng, cfg.batch_size, cfg.start_clip_fraction, cfg.end_clip_fraction)
+            batch = DartBatch.from_numpy(clips, dev)
+            lr = learning_rate(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            losses = net(batch, noise_rng, autocast=cfg.bf16, backend=backend)  # DDP averages the gradients
+            optimizer.zero_grad(set_to_none=True)
+            losses.total.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0 else torch.nan
+            if not torch.isfinite(losses.total):
+                raise FloatingPointError(f"non-finite loss at step {step} on rank {ctx.rank}: {losses}")
+            optimizer.step()
+            step += 1
+            ema.update(model, step)
+            step_rngs = (rng_state(data_rng), noise_rng.get_state())
+            window_frames += batch.latents.shape[0] * batch.latents.shape[1]
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == end:
+                elapsed = time.perf_counter() - window_start
+                names = ("denoise_raw", "denoise_normalised", "reward", "term", "reward_mae")
+                values = {"loss": float(losses.total.detach()), **{k: float(getattr(losses, k)) for k in names}}
+                values = ctx.mean(values)
+                record: dict[str, Any] = {
+                    "step": step,
+                    "split": "train",
+                    "lr": lr,
+                    **values,
+                    "grad_norm": float(grad_norm),
+                    "frames_per_s": window_frames / max(elapsed, 1e-9),
                 }
-            log(record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", fps=f"{record['frames_per_s']:.0f}")
-            window_start, window_frames = time.perf_counter(), 0
-        if step % cfg.val_every == 0 or step == end:
-            val = None
-            if val_batches and ema_model is not None:
-                ema.copy_to(ema_model)
-                val = validate(ema_model, uncertainty, val_batches, cfg)
-                log({"step": step, "split": "val", **val})
-            checkpoint(val)
+                if ctx.distributed:  # losses are means over the ranks; frames_per_s is rank 0's
+                    record |= {
+                        "world_size": ctx.world_size,
+                        "global_batch": cfg.batch_size * ctx.world_size,
+                        "global_frames_per_s": record["frames_per_s"] * ctx.world_size,
+                    }
+                log(record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", fps=f"{record['frames_per_s']:.0f}")
+                window_start, window_frames = time.perf_counter(), 0
+            if step % cfg.val_every == 0 or step == end:
+                val = None
+                if val_batches and ema_model is not None:
+                    ema.copy_to(ema_model)
+                    val = validate(ema_model, uncertainty, val_batches, cfg)
+                    log({"step": step, "split": "val", **val})
+                checkpoint(val)
+    except KeyboardInterrupt:
+        bar.close()
+        if not ctx.distributed:  # under DDP a rank may already be gone: resume from the last periodic checkpoint
+            data_rng = restore_rng(step_rngs[0])  # the interrupted step is redone with the same batch and noise
+            noise_rng.set_state(step_rngs[1])
+            checkpoint(None)
+        raise
     bar.close()
     if ctx.broadcast(step >= cfg.steps and not (out / WEIGHTS_NAME).is_file()):
         checkpoint(None)
