@@ -190,7 +190,7 @@ class DreamSimulator:
             decoded, self.decode_cache = self.vae.decode_latents_step(out.latent[:, None], self.decode_cache)
             self.frames = decoded[:, 0].cpu().numpy()
             frames = self.frames.copy()
-        logits = out.term_logit.float().cpu().numpy().astype(np.float32)
+        logits = out.term_logit.float().cpu().numpy()
         return DreamStep(
             latents=out.latent,
             frames=frames,

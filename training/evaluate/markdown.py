@@ -102,7 +102,7 @@ def render_markdown(report: dict) -> str:
     ctrl = report["controllability"]
     rate = ctrl["per_signature_right_rate"]
     judged, every = ctrl["per_signature_trials"], ctrl["per_signature_right_rate_all_trials"]
-    real, dream = ctrl["real_signature_mean"], ctrl.get("dream_signature_mean", {})
+    real, dream = ctrl["real_signature_mean"], ctrl["dream_signature_mean"]
     lines += [
         f"## Controllability ({ctrl['trials']} trials, each action held {ctrl['steps']} steps)",
         "",
@@ -121,7 +121,7 @@ def render_markdown(report: dict) -> str:
                 "real game mean signature",
                 "dream mean signature",
             ],
-            [[k, rate[k], judged[k], every[k], real[k], dream.get(k)] for k in rate],
+            [[k, rate[k], judged[k], every[k], real[k], dream[k]] for k in rate],
         ),
         f"Spread (mean pairwise distance between the 4 actions' lander positions): dream "
         f"{fmt(ctrl['spread_px_dream'])} px ({ctrl['spread_trials_dream']} trials), real "
