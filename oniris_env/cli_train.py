@@ -195,6 +195,69 @@ def train_world_model_command(
         typer.echo(f"world-model weights: {path}")
 
 
+@train_app.command(
+    "heads",
+    epilog="Examples:\n\n  oniris-env train heads --latents data/latents --latents data/term_latents --out runs/heads"
+    "   # the shipped bundle's heads\n\n"
+    "  oniris-env train heads --weights runs/default/bundle --latents runs/default/latents --out runs/heads-tiny "
+    "--preset tiny",
+)
+def train_heads_command(
+    latents: Annotated[
+        list[Path], typer.Option(help="Latent folder(s) written by `oniris-env encode` with the bundle's VAE.")
+    ],
+    out: Annotated[Path, typer.Option(help="Run folder: bundle/ (the refitted weights) and head_refit.json.")],
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights bundle whose heads are refitted (default: the shipped one).")
+    ] = None,
+    preset: Annotated[
+        str, typer.Option(help="tiny (seconds, for tests) | default (how the shipped heads were made)")
+    ] = "default",
+    steps: Annotated[int | None, typer.Option(min=1, help="Override the preset's optimiser steps.")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 2,
+) -> None:
+    """Refit the reward / termination heads on the frozen world model, from as many real episodes as you record.
+
+    The heads learn from every real frame and from two short dreams per episode:
+    its last 16 transitions (where they must fire) and the 16 before (where they
+    must not), since in the env they read dreamt frames. The trunk, and so every
+    dreamt frame, stays as it is; OUT/bundle gets new head weights.
+
+    Held-out episodes (by seed) score the termination before and after, as
+    `oniris-env evaluate` does (OUT/head_refit.json). The recorded head inputs
+    are kept in OUT: a re-run with other fit settings starts at the fit.
+    """
+    import torch
+
+    from oniris_env.sampler import DEFAULT_SAMPLER
+    from training.world_model.head_refit import HEAD_REFIT_PRESETS, HeadRefitConfig, refit_bundle
+
+    if preset not in HEAD_REFIT_PRESETS:
+        fail(f"unknown --preset {preset!r}; choose one of {', '.join(HEAD_REFIT_PRESETS)}")
+    for root in latents:
+        check_dataset(root, f"oniris-env encode --data data/real --out {root}")
+    torch.set_num_threads(threads)
+    config = HeadRefitConfig.preset(preset, **({} if steps is None else {"steps": steps}))
+    try:
+        bundle, report = refit_bundle(weights, latents, out, config, DEFAULT_SAMPLER)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e).splitlines()[0])
+    typer.echo(f"held-out episodes: {report['episodes']['held_out']}; termination precision / recall, before -> after:")
+    for where, scores in report["held_out"].items():
+        if where.startswith("reward"):
+            typer.echo(f"  {where}: {scores['before']:.2f} -> {scores['after']:.2f}")
+            continue
+        b, a = scores["before"]["events"], scores["after"]["events"]
+        typer.echo(
+            f"  {where}: {_fmt(b['precision'])} / {_fmt(b['recall'])} -> {_fmt(a['precision'])} / {_fmt(a['recall'])}"
+        )
+    typer.echo(f"weights bundle: {bundle}  (oniris-env evaluate --weights {bundle})")
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
 def _is_main_rank() -> bool:
     """False on the ranks > 0 of a `torchrun` job (only rank 0 reports)."""
     import os

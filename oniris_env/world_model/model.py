@@ -55,6 +55,8 @@ class StepOutput:
     """`(B, K)`."""
     term_logit: Tensor
     """`(B,)` termination logit of that transition."""
+    head_input: Tensor
+    """`(B, D)` what the heads read (`WorldModel.head_input`): lets the heads be refitted on a frozen trunk."""
     cache: WorldModelCache
     """The cache with this frame committed (when `commit`), else the input cache unchanged."""
 
@@ -133,9 +135,14 @@ class WorldModel(nn.Module):
         c_skip, c_out, _, _ = self.precondition(sigma)
         return c_skip[..., None, None, None] * x.float() + c_out[..., None, None, None] * f_x
 
-    def _heads(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """h `(B, F, T, D)` -> reward logits `(B, F, K)`, termination logits `(B, F)` (token mean-pool)."""
-        out = self.head(h.mean(dim=2)).float()
+    @staticmethod
+    def head_input(h: Tensor) -> Tensor:
+        """Token features h `(B, F, T, D)` -> what the heads read `(B, F, D)` (token mean-pool)."""
+        return h.mean(dim=2)
+
+    def heads(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
+        """`head_input` `(..., D)` -> reward logits `(..., K)` and termination logits `(...)`, float32."""
+        out = self.head(pooled).float()
         return out[..., :-1], out[..., -1]
 
     # -- training: DART forward -------------------------------------------------------------------------------
@@ -175,7 +182,7 @@ class WorldModel(nn.Module):
         for block in self.blocks:
             h = block(h, cond, backend)
         denoised = self._denoised(h[:, n:], cond[:, n:], x_noisy, sigma)
-        reward_logits, term_logits = self._heads(h[:, :n])
+        reward_logits, term_logits = self.heads(self.head_input(h[:, :n]))
         return DartOutput(denoised, reward_logits, term_logits)
 
     # -- inference: one new frame against the cache -----------------------------------------------------------
@@ -232,7 +239,8 @@ class WorldModel(nn.Module):
             h, entry = block.step(h, cond, cache.keys[i], cache.values[i], pad, rope, cache.conv[i])
             entries.append(entry)
         denoised = self._denoised(h, cond, x[:, None], sigma[:, None])[:, 0]
-        reward_logits, term_logits = self._heads(h)
+        pooled = self.head_input(h)
+        reward_logits, term_logits = self.heads(pooled)
         if isinstance(commit, Tensor):
             new_cache = cache.append(entries, commit, in_place=in_place)
         else:
@@ -242,5 +250,6 @@ class WorldModel(nn.Module):
             reward=reward_value(reward_logits[:, 0], self.bins),
             reward_logits=reward_logits[:, 0],
             term_logit=term_logits[:, 0],
+            head_input=pooled[:, 0],
             cache=new_cache,
         )

@@ -14,42 +14,22 @@ import torch
 from oniris_env.bundle import Bundle
 from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
 from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD, threshold_logit
-from oniris_env.world_model import frame_actions
 from training.evaluate.data import RealEpisode
 from training.evaluate.open_loop import Replays
+from training.world_model.head_refit import teacher_forced_heads
 
 
-@torch.inference_mode()
 def head_outputs(
     bundle: Bundle, episodes: list[RealEpisode], seed: int, sigma: float = DEFAULT_SAMPLER.sigma_min
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Predicted rewards and termination logits `(L,)` of every transition of each real episode, each frame
-    committed with context noise `sigma` (all episodes in one batch; shorter ones are padded with their last
-    frame and the padded steps dropped)."""
-    vae, wm = bundle.vae, bundle.world_model
-    device = next(wm.parameters()).device
-    steps = max(e.length for e in episodes) + 1  # frames of the longest episode
-    latents = [vae.encode_frames(e.frames[None])[0].to(device) for e in episodes]  # (L + 1, C, h, w) each
-    x = torch.stack([torch.cat([z, z[-1:].expand(steps - len(z), *z.shape[1:])]) for z in latents])
-    actions = np.zeros((len(episodes), steps - 1), np.int64)
-    for i, e in enumerate(episodes):
-        actions[i, : e.length] = e.actions
-    cond = frame_actions(torch.as_tensor(actions, device=device), wm.config.start_action)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    sig = torch.full((len(episodes),), sigma, device=device)
-    cache = wm.init_cache(len(episodes), device=device)
-    rewards, logits = [], []
-    for j in range(steps):
-        noise = torch.randn(x[:, j].shape, generator=generator, device=device)
-        out = wm.step(x[:, j] + sigma * noise, sig, cond[:, j], cache, commit=True, in_place=True)
-        cache = out.cache
-        if j > 0:  # frame j's outputs are those of transition j - 1
-            rewards.append(out.reward.float().cpu().numpy())
-            logits.append(out.term_logit.float().cpu().numpy())
-    pred_r, pred_l = np.stack(rewards, axis=1), np.stack(logits, axis=1)  # (n, steps - 1)
-    return [pred_r[i, : e.length] for i, e in enumerate(episodes)], [
-        pred_l[i, : e.length] for i, e in enumerate(episodes)
-    ]
+    committed with context noise `sigma` (`teacher_forced_heads`, all episodes in one batch)."""
+    with torch.inference_mode():
+        latents = [bundle.vae.encode_frames(e.frames[None])[0] for e in episodes]  # (L + 1, C, h, w) each
+    traces = teacher_forced_heads(
+        bundle.world_model, latents, [e.actions for e in episodes], sigma, seed, episode_batch=len(episodes)
+    )
+    return [t.rewards.numpy() for t in traces], [t.term_logits.numpy() for t in traces]
 
 
 def teacher_forced(
