@@ -5,11 +5,14 @@ the training split, about one episode end per episode. Episodes are cheap to rec
 train: refitting the heads alone on thousands of episodes costs minutes and leaves the dreams unchanged (the
 denoiser never reads the heads).
 
-How: every real latent frame is committed to the cache exactly as the sampler commits a generated one (x +
-sigma_min * n, labelled sigma_min; `teacher_forced_heads`), and the head input of each transition is recorded
-once. The head MLP alone is then trained on those vectors with the world model's own head losses (two-hot reward
-cross-entropy + class-weighted termination BCE), from fresh weights. Episodes are split by seed
-(`training.dataset.is_validation`); held-out episodes judge the refit as events, like `oniris-env evaluate`.
+How: the head input of every transition is recorded once, on real frames (each committed to the cache exactly
+as the sampler commits a generated one: x + sigma_min * n, labelled sigma_min; `teacher_forced_heads`) and in
+short dreams of each episode started from real frames like the env's resets (`dreamt_heads`): the env's heads read
+dreamt frames, and a head fitted on real frames alone did worse there than the one trained with the trunk
+(docs/RESULTS.md). The head MLP alone is then trained on those vectors with the world model's own head losses
+(two-hot reward cross-entropy + class-weighted termination BCE), from fresh weights, against the real episode's
+rewards and terminations. Episodes are split by seed (`training.dataset.is_validation`); held-out episodes judge
+the refit as events, like `oniris-env evaluate`.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ HEAD_REFIT_PRESETS = {
 
 @dataclass
 class HeadTrace:
-    """The heads' view of one real episode of L transitions."""
+    """The heads' view of L transitions: a real episode's (`teacher_forced_heads`) or a dream's (`dreamt_heads`)."""
 
     head_inputs: Tensor
     """`(L, D)` float32: what the heads read for each transition (from the frame it led to)."""
@@ -159,6 +162,8 @@ def dreamt_heads(
     L - end_offset) are committed and those transitions are dreamt under the real actions (`end_offset` 0: the
     terminal-anchored replays of `oniris-env evaluate`; > 0: earlier stretches, whose transitions never end).
     Returns what the heads see and say for each dreamt transition (`steps` each), None for shorter episodes."""
+    if len(latents) != len(actions):
+        raise ValueError(f"{len(latents)} latent sequences but {len(actions)} action sequences")
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     recorded: list[Tensor] = []
