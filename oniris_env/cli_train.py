@@ -230,6 +230,7 @@ def train_heads_command(
     import torch
 
     from oniris_env.sampler import DEFAULT_SAMPLER
+    from training.evaluate.markdown import fmt
     from training.world_model.head_refit import HEAD_REFIT_PRESETS, HeadRefitConfig, refit_bundle
 
     if preset not in HEAD_REFIT_PRESETS:
@@ -249,13 +250,9 @@ def train_heads_command(
             continue
         b, a = scores["before"]["events"], scores["after"]["events"]
         typer.echo(
-            f"  {where}: {_fmt(b['precision'])} / {_fmt(b['recall'])} -> {_fmt(a['precision'])} / {_fmt(a['recall'])}"
+            f"  {where}: {fmt(b['precision'])} / {fmt(b['recall'])} -> {fmt(a['precision'])} / {fmt(a['recall'])}"
         )
     typer.echo(f"weights bundle: {bundle}  (oniris-env evaluate --weights {bundle})")
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.2f}"
 
 
 def _is_main_rank() -> bool:

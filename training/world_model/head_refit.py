@@ -363,9 +363,9 @@ def refit_bundle(
 
     bundle = load_bundle(weights)
     vae_sha = file_sha256(bundle.path / "vae.safetensors")
-    for root in latent_roots:
-        made_by = require_manifest(root, "oniris-env encode").get("vae", {}).get("sha256")
-        if made_by != vae_sha:
+    manifests = [require_manifest(root, "oniris-env encode") for root in latent_roots]
+    for root, manifest in zip(latent_roots, manifests, strict=True):
+        if manifest.get("vae", {}).get("sha256") != vae_sha:
             raise ValueError(
                 f"{root} was encoded with another VAE than {bundle.path}'s; re-encode it with "
                 f"oniris-env encode --vae {bundle.path / 'vae.safetensors'}"
@@ -380,7 +380,7 @@ def refit_bundle(
         )
     key = {
         "world_model": file_sha256(bundle.path / WORLD_MODEL_FILE),
-        "episodes": [[str(r), len(require_manifest(r, "oniris-env encode")["episodes"])] for r in latent_roots],
+        "episodes": [[str(r), len(m["episodes"])] for r, m in zip(latent_roots, manifests, strict=True)],
         "sigma": sampler.sigma_min,
         "seed": config.seed,
     }
@@ -424,6 +424,7 @@ def refit_bundle(
     inputs = [real[i].head_inputs for i in train_idx]
     rewards = [torch.as_tensor(episodes[i].rewards) for i in train_idx]
     terminated = [torch.as_tensor(episodes[i].terminated) for i in train_idx]
+    real_transitions = sum(len(x) for x in inputs)
     for off, traces in dreams.items():
         for i in train_idx:
             if traces[i] is not None:
@@ -467,8 +468,8 @@ def refit_bundle(
         "latents": [str(r) for r in latent_roots],
         "episodes": {"train": len(train_idx), "held_out": len(val_idx)},
         "training_transitions": {
-            "real": int(sum(len(episodes[i].actions) for i in train_idx)),
-            "dreamt": int(sum(len(x) for x in inputs)) - int(sum(len(episodes[i].actions) for i in train_idx)),
+            "real": real_transitions,
+            "dreamt": sum(len(x) for x in inputs) - real_transitions,
         },
         "held_out": held_out,
     }
