@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from oniris_env.bundle import Bundle, load_bundle
+from oniris_env.sampler import SamplerConfig
 from training.evaluate.config import EvalConfig
 from training.evaluate.controllability import LEFT, RIGHT, controllability, real_branches
 from training.evaluate.data import RealEpisode, validation_episodes
@@ -60,6 +61,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--picture", type=Path, default=None, help="also draw one trial into this PNG")
+    p.add_argument("--guidance", type=float, default=0.0, help="the sampler's action guidance weight")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -72,7 +74,10 @@ def main() -> None:
         return
     episodes = validation_episodes(args.data, args.val_fraction, args.episodes)
     started = time.perf_counter()
-    metrics, _ = controllability(bundle, episodes, args.steps, tuple(args.offsets), args.seed, progress=False)
+    sampler = SamplerConfig(action_guidance=args.guidance)
+    metrics, _ = controllability(
+        bundle, episodes, args.steps, tuple(args.offsets), args.seed, progress=False, sampler=sampler
+    )
     print(
         f"# bench_controllability {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}, weights "
         f"{bundle.path}, {len(episodes)} validation episodes of {args.data}, {metrics['trials']} trials, actions "

@@ -40,6 +40,13 @@ def evaluate(
         float | None,
         typer.Option(min=0.0, help="Last noise level = context noise of committed frames (default: 2e-3)."),
     ] = None,
+    rho: Annotated[
+        float | None, typer.Option(min=0.0, help="Schedule curvature of the sampler (default: the env's, 7).")
+    ] = None,
+    action_guidance: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Action guidance weight of the sampler (default: the env's, 0 = none)."),
+    ] = None,
     mp4: Annotated[bool, typer.Option("--mp4", help="Also write side_by_side.mp4 (needs the video extra).")] = False,
     progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
 ) -> None:
@@ -62,7 +69,13 @@ def evaluate(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        chosen = {"num_steps": denoise_steps, "method": sampler, "sigma_min": sigma_min}
+        chosen = {
+            "num_steps": denoise_steps,
+            "method": sampler,
+            "sigma_min": sigma_min,
+            "rho": rho,
+            "action_guidance": action_guidance,
+        }
         sampler_config = replace(DEFAULT_SAMPLER, **{k: v for k, v in chosen.items() if v is not None})
         config = EvalConfig(
             episodes=episodes,

@@ -23,12 +23,19 @@ PIPELINE_PRESETS = ("tiny", "default")  # training.pipeline.PIPELINE_PRESETS (na
 def train_pipeline_command(
     ctx: typer.Context,
     out: Annotated[
-        Path | None, typer.Option(help="Run folder: data/real, vae, vae_ft, latents, wm, bundle, pipeline.json.")
+        Path | None,
+        typer.Option(
+            help="Run folder: data/real, vae, vae_ft, latents, wm, bundle, data/heads, latents_heads, heads, "
+            "pipeline.json."
+        ),
     ] = None,
     preset: Annotated[
         str, typer.Option(help="tiny (~20 s on 2 cores, a test) | default (how the shipped weights were made)")
     ] = "default",
-    seed: Annotated[int | None, typer.Option(help="Seed of the collection and of every training (preset: 0).")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the collection and of every training (preset: 0; the heads' episodes: seed + 7)."),
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Collection processes (the episodes do not depend on it).")] = 2,
     threads: Annotated[
         int,
@@ -39,12 +46,14 @@ def train_pipeline_command(
         ),
     ] = 1,
 ) -> None:
-    """Train everything with one command: collect -> VAE (-> fine-tune) -> encode -> world model -> bundle.
+    """Train everything with one command: collect -> VAE (-> fine-tune) -> encode -> world model -> bundle ->
+    more episodes for the heads -> heads refitted on the frozen world model.
 
     Each stage is skipped when its output is complete and resumed from its checkpoint when it is not:
     the same command continues an interrupted run.
 
-    OUT/bundle is a weights directory: gym.make("OnirisLunarLander-v0", weights="OUT/bundle").
+    The final weights directory, OUT/heads/bundle, is OUT/bundle (the world model as trained) with refitted
+    reward / termination heads: gym.make("OnirisLunarLander-v0", weights="OUT/heads/bundle").
 
     The sub-commands below run one stage each.
     """

@@ -47,6 +47,11 @@ class SamplerConfig:
     """EDM schedule curvature (eq. 5): larger spends more steps at low noise."""
     method: str = "euler"
     """'euler' or 'heun' (EDM Algorithm 1, no stochastic churn)."""
+    action_guidance: float = 0.0
+    """Action guidance weight w >= 0: every call before the last uses D(x; a) + w * (D(x; a) - mean over all
+    actions a' of D(x; a')), which strengthens what the taken action changes (classifier-free guidance with the
+    action-averaged prediction standing in for an unconditional one). 0 = plain sampling. Each guided call runs the
+    network on all actions at once (batch B * num_actions)."""
 
     def __post_init__(self) -> None:
         if self.num_steps < 2:
@@ -60,10 +65,13 @@ class SamplerConfig:
             raise ValueError(f"rho must be > 0, got {self.rho}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.action_guidance < 0:
+            raise ValueError(f"action_guidance must be >= 0, got {self.action_guidance}")
 
     @property
     def model_calls(self) -> int:
-        """Network evaluations per frame (NFE)."""
+        """Network calls per frame (NFE); with `action_guidance` every call but the last runs num_actions rows
+        per dream."""
         return self.num_steps if self.method == "euler" else 2 * self.num_steps - 1
 
 
@@ -134,22 +142,46 @@ def sample_next(
     sigmas = sigma_schedule(config, device)
     x = noise.to(device) * sigmas[0]
     n = config.num_steps
+    denoise = _guided_denoiser(model, step, cache, action, config.action_guidance)
     out = None
     for i in range(n):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         last = i == n - 1
-        out = step(x, sigma.expand(b), action, cache, commit=commit if last else False, in_place=in_place and last)
         if last:  # sigma_next = 0: the Euler step lands exactly on D(x; sigma_min)
+            out = step(x, sigma.expand(b), action, cache, commit=commit, in_place=in_place)
             committed, x = x, out.denoised
             break
-        d = (x - out.denoised) / sigma  # EDM eq. 3: dx/dsigma = (x - D(x; sigma)) / sigma
+        d = (x - denoise(x, sigma.expand(b))) / sigma  # EDM eq. 3: dx/dsigma = (x - D(x; sigma)) / sigma
         x_next = x + (sigma_next - sigma) * d
         if config.method == "heun":  # EDM Algorithm 1, lines 9-11
-            d_next = (x_next - step(x_next, sigma_next.expand(b), action, cache).denoised) / sigma_next
+            d_next = (x_next - denoise(x_next, sigma_next.expand(b))) / sigma_next
             x_next = x + (sigma_next - sigma) * 0.5 * (d + d_next)
         x = x_next
     assert out is not None
     return SampleOutput(x, committed, out.reward, out.term_logit, out.cache)
+
+
+def _guided_denoiser(
+    model: WorldModel, step: StepFn, cache: WorldModelCache, action: Tensor, weight: float
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """D(x; sigma) for the sampler's calls before the last (which never commit): plain, or action-guided
+    (`SamplerConfig.action_guidance`), evaluating all actions of every dream as one batch on a repeated cache."""
+    if weight == 0:
+        return lambda x, sigma: step(x, sigma, action, cache).denoised
+    num_a = model.config.num_actions
+    if action.min() < 0 or action.max() >= num_a:
+        raise ValueError(f"action guidance needs actions in [0, {num_a}), got {action.tolist()}")
+    b = action.shape[0]
+    wide = cache.repeat_dreams(num_a)
+    every = torch.arange(num_a, device=action.device).repeat(b)  # row b * A + a holds action a
+
+    def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+        all_d = step(x.repeat_interleave(num_a, 0), sigma.repeat_interleave(num_a, 0), every, wide).denoised
+        all_d = all_d.view(b, num_a, *x.shape[1:])
+        taken = all_d[torch.arange(b, device=action.device), action]
+        return taken + weight * (taken - all_d.mean(dim=1))
+
+    return denoise
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""The whole pipeline in one call: collect -> VAE (-> fine-tune) -> encode -> world model -> weights bundle.
+"""The whole pipeline in one call: collect -> VAE (-> fine-tune) -> encode -> world model -> weights bundle
+(-> heads refitted on more episodes -> the final bundle).
 
 `run_pipeline(out, config)` is what `oniris-env train --preset NAME --out OUT` calls. A run folder holds
 
@@ -7,7 +8,12 @@
     OUT/vae, OUT/vae_ft VAE runs (`training.vae.train`; vae_ft only when the config fine-tunes)
     OUT/latents         the dataset encoded by the final VAE (`training.encode`)
     OUT/wm              the world-model run (`training.world_model.train`)
-    OUT/bundle          vae.safetensors + world_model.safetensors + start_contexts.npz (`oniris_env.bundle`)
+    OUT/bundle          vae.safetensors + world_model.safetensors + start_contexts.npz (`oniris_env.bundle`): the
+                        world model as trained, heads included
+    OUT/data/heads      more recorded episodes, from another seed, for the heads (only with `head_refit`)
+    OUT/latents_heads   those episodes encoded by the final VAE
+    OUT/heads           the head refit (`training.world_model.head_refit`): OUT/heads/bundle is OUT/bundle with
+                        refitted reward / termination heads, the final bundle; OUT/heads/head_refit.json its report
 
 Every stage is skipped when its output is complete, resumed from its own checkpoint when it is not, and re-run
 from scratch when what it was built from changed (like `make`): each trainer's folder records the fingerprint of
@@ -30,10 +36,14 @@ from training.encode import file_sha256
 from training.policies import POLICY_NAMES
 from training.vae.config import TRAIN_VAE_PRESETS, TrainVAEConfig
 from training.world_model.config import TrainWorldModelConfig
+from training.world_model.head_refit import HEAD_REFIT_PRESETS, HeadRefitConfig
+
+#: Episodes for the heads come from `seed + HEAD_SEED_OFFSET` (the shipped heads: seed 7 next to the trunk's 0).
+HEAD_SEED_OFFSET = 7
 
 CONFIG_FILE = "pipeline.json"
 INPUTS_FILE = "inputs.json"
-STAGES = ("collect", "vae", "vae_ft", "encode", "world_model", "bundle")
+STAGES = ("collect", "vae", "vae_ft", "encode", "world_model", "bundle", "collect_heads", "encode_heads", "heads")
 
 
 class PipelineMismatchError(ValueError):
@@ -63,12 +73,17 @@ class PipelineConfig:
     """Start contexts in the bundle: the starts of the first `bank_size` training-split episodes."""
     bank_length: int = DEFAULT_CONTEXT_LENGTH
     """Frames per start context."""
+    head_refit: HeadRefitConfig | None = field(default_factory=lambda: HEAD_REFIT_PRESETS["default"])
+    """Refit the reward / termination heads on the frozen trained world model, from the training episodes and
+    `head_episodes` more (None: ship the heads trained with the world model)."""
+    head_episodes: int = 3200
+    """Extra real episodes recorded for the head refit (same policy, base seed `seed + HEAD_SEED_OFFSET`)."""
 
     def __post_init__(self) -> None:
         from oniris_env.vae import VAE_PRESETS
 
-        if self.episodes < 1 or self.bank_size < 1 or self.bank_length < 1:
-            raise ValueError("episodes, bank_size and bank_length must be >= 1")
+        if self.episodes < 1 or self.bank_size < 1 or self.bank_length < 1 or self.head_episodes < 0:
+            raise ValueError("episodes, bank_size and bank_length must be >= 1, head_episodes >= 0")
         if self.policy not in POLICY_NAMES:
             raise ValueError(f"policy must be one of {POLICY_NAMES}, got {self.policy!r}")
         if VAE_PRESETS[self.vae.model].time_compression != 1:
@@ -82,15 +97,22 @@ class PipelineConfig:
             if self.vae_finetune.init_from:
                 raise ValueError("vae_finetune.init_from must be empty: the pipeline starts it from OUT/vae")
 
+    @property
+    def head_seed(self) -> int:
+        """Base seed of the episodes recorded for the heads (apart from the training collection's)."""
+        return self.seed + HEAD_SEED_OFFSET
+
     def with_seed(self, seed: int) -> PipelineConfig:
-        """The same recipe with `seed` for the collection and all three trainings."""
+        """The same recipe with `seed` for the collections and all the trainings."""
         finetune = replace(self.vae_finetune, seed=seed) if self.vae_finetune is not None else None
+        heads = replace(self.head_refit, seed=seed) if self.head_refit is not None else None
         return replace(
             self,
             seed=seed,
             vae=replace(self.vae, seed=seed),
             vae_finetune=finetune,
             world_model=replace(self.world_model, seed=seed),
+            head_refit=heads,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,6 +131,8 @@ PIPELINE_PRESETS: dict[str, PipelineConfig] = {
         vae_finetune=replace(TRAIN_VAE_PRESETS["tiny"], steps=10, lr=5e-4, warmup_steps=2, excess_weight=50.0),
         world_model=TrainWorldModelConfig.tiny(),
         bank_size=4,
+        head_refit=HEAD_REFIT_PRESETS["tiny"],
+        head_episodes=4,
     ),
 }
 
@@ -142,6 +166,18 @@ class RunFolders:
     @property
     def bundle(self) -> Path:
         return self.root / "bundle"
+
+    @property
+    def head_data(self) -> Path:
+        return self.root / "data" / "heads"
+
+    @property
+    def head_latents(self) -> Path:
+        return self.root / "latents_heads"
+
+    @property
+    def heads(self) -> Path:
+        return self.root / "heads"
 
 
 def prepare_run_folder(out: Path | str, config: PipelineConfig) -> RunFolders:
@@ -255,7 +291,8 @@ def run_pipeline(
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> Path:
-    """Build (or finish) every stage of `config` in `out`; return the bundle directory `out/bundle`.
+    """Build (or finish) every stage of `config` in `out`; return the final bundle directory: `out/heads/bundle`
+    when the config refits the heads, else `out/bundle`.
 
     Args:
         out: the run folder (see the module docstring); created, or continued when its pipeline.json matches.
@@ -272,27 +309,49 @@ def run_pipeline(
     folders = prepare_run_folder(Path(out).resolve(), config)
     if threads is not None:
         torch.set_num_threads(threads)
-    _collect_stage(folders, config, workers, progress, echo)
+    _collect_stage("collect", folders.data, config.episodes, config.seed, config.policy, workers, progress, echo)
     final_vae = _vae_stages(folders, config, progress, echo)
-    _encode_stage(folders, final_vae, progress, echo)
+    _encode_stage("encode", folders.data, folders.latents, final_vae, progress, echo)
     _world_model_stage(folders, config, progress, echo)
-    return _bundle_stage(folders, config, final_vae, echo)
+    bundle = _bundle_stage(folders, config, final_vae, echo)
+    if config.head_refit is None:
+        return bundle
+    if config.head_episodes:
+        _collect_stage(
+            "collect_heads",
+            folders.head_data,
+            config.head_episodes,
+            config.head_seed,
+            config.policy,
+            workers,
+            progress,
+            echo,
+        )
+        _encode_stage("encode_heads", folders.head_data, folders.head_latents, final_vae, progress, echo)
+    return _heads_stage(folders, config, progress, echo)
 
 
 def _collect_stage(
-    folders: RunFolders, config: PipelineConfig, workers: int, progress: bool, echo: Callable[[str], None]
+    name: str,
+    root: Path,
+    episodes: int,
+    seed: int,
+    policy: str,
+    workers: int,
+    progress: bool,
+    echo: Callable[[str], None],
 ) -> None:
     from training.collect import collect_episodes
     from training.episodes import read_manifest
 
-    manifest = read_manifest(folders.data)
+    manifest = read_manifest(root)
     have = len(manifest["episodes"]) if manifest is not None else 0
-    if have >= config.episodes:
-        echo("collect: skip (complete)")
+    if have >= episodes:
+        echo(f"{name}: skip (complete)")
         return
-    echo(f"collect: resume from episode {have} of {config.episodes}" if have else "collect: run")
+    echo(f"{name}: resume from episode {have} of {episodes}" if have else f"{name}: run")
     # Episode i is determined by (seed, i): finishing a partial folder gives the same episodes as one run.
-    collect_episodes(folders.data, config.episodes - have, config.seed, config.policy, workers, progress=progress)
+    collect_episodes(root, episodes - have, seed, policy, workers, progress=progress)
 
 
 def _vae_stages(folders: RunFolders, config: PipelineConfig, progress: bool, echo: Callable[[str], None]) -> Path:
@@ -323,35 +382,41 @@ def _vae_stage(
         train_vae(folders.data, run_dir, config=cfg, progress=progress)
 
 
-def _encode_stage(folders: RunFolders, vae: Path, progress: bool, echo: Callable[[str], None]) -> None:
+def _encode_stage(name: str, data: Path, latents: Path, vae: Path, progress: bool, echo: Callable[[str], None]) -> None:
     from training.encode import encode_dataset
     from training.episodes import read_manifest, require_manifest
 
-    wanted = {e["index"] for e in require_manifest(folders.data, "oniris-env collect")["episodes"]}
-    manifest = read_manifest(folders.latents)
+    wanted = {e["index"] for e in require_manifest(data, "oniris-env collect")["episodes"]}
+    manifest = read_manifest(latents)
     if manifest is None:
-        echo("encode: run")
+        echo(f"{name}: run")
     elif manifest.get("vae", {}).get("sha256") != file_sha256(vae):
-        echo("encode: rerun (latents of another VAE)")
-        shutil.rmtree(folders.latents)
+        echo(f"{name}: rerun (latents of another VAE)")
+        shutil.rmtree(latents)
     else:
         done = {e["index"] for e in manifest["episodes"]}
         if wanted <= done:
-            echo("encode: skip (complete)")
+            echo(f"{name}: skip (complete)")
             return
-        echo(f"encode: resume from episode {len(done & wanted)} of {len(wanted)}")
-    encode_dataset(folders.data, folders.latents, vae, progress=progress)
+        echo(f"{name}: resume from episode {len(done & wanted)} of {len(wanted)}")
+    encode_dataset(data, latents, vae, progress=progress)
+
+
+def _latents_fingerprint(root: Path) -> list:
+    """What a stage read from a latent folder: the encoding VAE and the episode list (not the whole manifest: it
+    names paths, and a run folder may move)."""
+    from training.episodes import read_manifest
+
+    latents = read_manifest(root)
+    return [latents["vae"]["sha256"], latents["episodes"]]
 
 
 def _world_model_stage(
     folders: RunFolders, config: PipelineConfig, progress: bool, echo: Callable[[str], None]
 ) -> None:
-    from training.episodes import read_manifest
     from training.world_model.train import WEIGHTS_NAME, train_world_model
 
-    # The latents' VAE and episode list (not the whole manifest: it names paths, and a run folder may move).
-    latents = read_manifest(folders.latents)
-    fingerprint = hashlib.sha256(json.dumps([latents["vae"]["sha256"], latents["episodes"]]).encode()).hexdigest()
+    fingerprint = hashlib.sha256(json.dumps(_latents_fingerprint(folders.latents)).encode()).hexdigest()
     status = _trainer_status(folders.wm, WEIGHTS_NAME, config.world_model.steps, fingerprint, _world_model_step)
     echo(f"world_model: {status}")
     if not status.startswith("skip"):
@@ -380,3 +445,27 @@ def _bundle_stage(folders: RunFolders, config: PipelineConfig, vae: Path, echo: 
         os.replace(tmp, bundle / name)
     write_start_contexts(folders.data, bundle, config.bank_length, "train", config.bank_size)
     return bundle
+
+
+def _heads_stage(folders: RunFolders, config: PipelineConfig, progress: bool, echo: Callable[[str], None]) -> Path:
+    """Refit the heads of OUT/bundle on the training latents (and the heads' own episodes); skipped when
+    OUT/heads/bundle was refitted from the same world model and latents. Returns OUT/heads/bundle."""
+    from oniris_env.bundle import WORLD_MODEL_FILE
+    from oniris_env.sampler import DEFAULT_SAMPLER
+    from training.world_model.head_refit import REPORT_FILE, refit_bundle
+
+    assert config.head_refit is not None
+    roots = [folders.latents] + ([folders.head_latents] if config.head_episodes else [])
+    sources = [file_sha256(folders.bundle / WORLD_MODEL_FILE)] + [_latents_fingerprint(r) for r in roots]
+    fingerprint = hashlib.sha256(json.dumps(sources).encode()).hexdigest()
+    result = folders.heads / "bundle"
+    recorded = _read_inputs(folders.heads)
+    if recorded == fingerprint and (folders.heads / REPORT_FILE).is_file():
+        echo("heads: skip (complete)")
+        return result
+    echo("heads: rerun (inputs changed)" if recorded not in (None, fingerprint) else "heads: run")
+    (folders.heads / REPORT_FILE).unlink(missing_ok=True)
+    _write_inputs(folders.heads, fingerprint)
+    # Recorded head inputs are cached in OUT/heads under their own key: an interrupted refit resumes after them.
+    refit_bundle(folders.bundle, roots, folders.heads, config.head_refit, DEFAULT_SAMPLER, progress=progress)
+    return result

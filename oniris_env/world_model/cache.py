@@ -108,6 +108,21 @@ class WorldModelCache:
         conv = tuple(c * keep.view(-1, 1, 1, 1).to(c.dtype) for c in self.conv)
         return WorldModelCache(self.keys, self.values, conv, self.valid & keep[:, None], self.position * keep.long())
 
+    def repeat_dreams(self, k: int) -> WorldModelCache:
+        """A cache of B * k dreams where dream b's state is copied to rows b * k ... b * k + k - 1."""
+
+        def rep(t: Tensor) -> Tensor:  # per-dream leading dim (B * X, ...)
+            x = t.shape[0] // self.batch_size
+            return t.reshape(self.batch_size, x, *t.shape[1:]).repeat_interleave(k, dim=0).reshape(-1, *t.shape[1:])
+
+        return WorldModelCache(
+            tuple(rep(t) for t in self.keys),
+            tuple(rep(t) for t in self.values),
+            tuple(rep(t) for t in self.conv),
+            rep(self.valid),
+            rep(self.position),
+        )
+
     def splice(self, rows: Tensor, other: WorldModelCache) -> WorldModelCache:
         """This cache with dreams `rows (n,)` replaced by the n dreams of `other` (same model), e.g. dreams
         restarted from fresh contexts in a cache of n rather than B dreams. Returns a new cache."""

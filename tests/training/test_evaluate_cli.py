@@ -107,13 +107,16 @@ def test_evaluate_help_and_bad_weights(tmp_path):
 def test_evaluate_uses_the_chosen_sampler(tmp_path, random_bundle):
     quick = _quick(random_bundle, long_steps=4, open_loop_steps=8)
     out = tmp_path / "heun2"
-    result = runner.invoke(app, [*quick, "--denoise-steps", "2", "--sampler", "heun", "--out", str(out)])
+    args = [*quick, "--denoise-steps", "2", "--sampler", "heun", "--action-guidance", "1.5", "--rho", "5"]
+    args += ["--out", str(out)]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["sampler"]["num_steps"] == 2 and report["config"]["sampler"]["method"] == "heun"
+    assert report["config"]["sampler"]["action_guidance"] == 1.5 and report["config"]["sampler"]["rho"] == 5
     assert report["cost"]["nfe_per_step"] == 3  # Heun: 2 N - 1 calls
     assert report["cost"]["sampler"] == report["config"]["sampler"]
-    assert "(2 heun steps)" in (out / "report.md").read_text()
+    assert "(2 heun steps, action guidance 1.5:" in (out / "report.md").read_text()
     for bad, reason in ((["--sigma-min", "0"], "sigma_min"), (["--sampler", "ddim"], "method")):
         result = runner.invoke(app, [*quick, *bad, "--out", str(tmp_path / "bad")])
         assert result.exit_code == 2, result.output

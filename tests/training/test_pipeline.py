@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 import oniris_env  # noqa: F401  (registers the ids)
 from oniris_env.cli import app
 from oniris_env.vae import load_vae, read_vae_metadata, save_vae
+from oniris_env.world_model import load_world_model
+from training.collect import episode_seed
 from training.pipeline import (
     PIPELINE_PRESETS,
     STAGES,
@@ -26,6 +28,7 @@ from training.pipeline import (
     prepare_run_folder,
 )
 from training.vae.config import TRAIN_VAE_PRESETS
+from training.world_model.head_refit import HEAD_REFIT_PRESETS
 
 runner = CliRunner()
 
@@ -61,6 +64,8 @@ def test_tiny_pipeline_builds_a_bundle_the_dream_env_loads(tiny_run):
     assert statuses(result.output) == dict.fromkeys(STAGES, "run")
     assert json.loads((out / "pipeline.json").read_text())["name"] == "tiny"
     assert len(json.loads((out / "data/real/manifest.json").read_text())["episodes"]) == 6
+    heads_manifest = json.loads((out / "data/heads/manifest.json").read_text())
+    assert len(heads_manifest["episodes"]) == 4 and heads_manifest["episodes"][0]["seed"] == episode_seed(7, 0)
     for path in (
         "vae/vae.safetensors",
         "vae_ft/vae.safetensors",
@@ -69,10 +74,23 @@ def test_tiny_pipeline_builds_a_bundle_the_dream_env_loads(tiny_run):
         "bundle/vae.safetensors",
         "bundle/world_model.safetensors",
         "bundle/start_contexts.npz",
+        "latents_heads/manifest.json",
+        "heads/head_refit.json",
+        "heads/bundle/world_model.safetensors",
     ):
         assert (out / path).is_file(), path
     assert (out / "bundle/vae.safetensors").read_bytes() == (out / "vae_ft/vae.safetensors").read_bytes()
-    env = gym.make("OnirisLunarLander-v0", weights=out / "bundle")
+    assert f"weights bundle: {out / 'heads/bundle'}" in result.output
+    # the final bundle: the trained world model with new heads, learnt from both latent folders
+    trained, refitted = (
+        load_world_model(out / "bundle/world_model.safetensors"),
+        load_world_model(out / "heads/bundle/world_model.safetensors"),
+    )
+    for (name, a), b in zip(trained.state_dict().items(), refitted.state_dict().values(), strict=True):
+        assert torch.equal(a, b) != name.startswith("head."), name
+    report = json.loads((out / "heads/head_refit.json").read_text())
+    assert sum(report["episodes"].values()) == 10
+    env = gym.make("OnirisLunarLander-v0", weights=out / "heads/bundle")
     obs, _ = env.reset(seed=0)
     for action in range(4):
         obs, reward, terminated, truncated, _ = env.step(action)
@@ -96,10 +114,14 @@ def test_an_interrupted_stage_reruns_alone(tiny_run):
     (out / "wm/world_model.safetensors").unlink()  # as if killed before the final weights were written
     result = train(out)
     assert result.exit_code == 0, result.output
-    expected = dict.fromkeys(STAGES, "skip (complete)") | {"world_model": "resume from step 30 of 30", "bundle": "run"}
-    assert statuses(result.output) == expected
+    rewritten = {"world_model": "resume from step 30 of 30", "bundle": "run", "heads": "rerun (inputs changed)"}
+    assert statuses(result.output) == dict.fromkeys(STAGES, "skip (complete)") | rewritten
     bundle_wm = (out / "bundle/world_model.safetensors").read_bytes()
     assert bundle_wm == (out / "wm/world_model.safetensors").read_bytes()
+    (out / "heads/head_refit.json").unlink()  # a head refit killed before its report: the refit runs again
+    result = train(out)
+    assert statuses(result.output) == dict.fromkeys(STAGES, "skip (complete)") | {"heads": "run"}
+    assert (out / "heads/head_refit.json").is_file()
 
 
 @pytest.mark.slow
@@ -118,6 +140,9 @@ def test_changed_inputs_rebuild_what_depends_on_them(tiny_run):
         "encode": "rerun (latents of another VAE)",
         "world_model": "rerun (inputs changed)",
         "bundle": "run",
+        "collect_heads": "skip (complete)",
+        "encode_heads": "rerun (latents of another VAE)",
+        "heads": "rerun (inputs changed)",
     }
     assert statuses(train(out).output) == dict.fromkeys(STAGES, "skip (complete)")
 
@@ -160,8 +185,12 @@ def test_presets_and_config_checks():
     default = PIPELINE_PRESETS["default"]  # the recipe of the shipped weights (docs/RESULTS.md)
     assert (default.episodes, default.seed, default.policy, default.bank_size) == (800, 0, "mix", 256)
     assert default.vae == TRAIN_VAE_PRESETS["default"] and default.vae_finetune == TRAIN_VAE_PRESETS["finetune"]
+    assert (default.head_episodes, default.head_seed, default.head_refit) == (3200, 7, HEAD_REFIT_PRESETS["default"])
     reseeded = PIPELINE_PRESETS["tiny"].with_seed(5)
-    assert {reseeded.seed, reseeded.vae.seed, reseeded.vae_finetune.seed, reseeded.world_model.seed} == {5}
+    seeds = (reseeded.vae.seed, reseeded.vae_finetune.seed, reseeded.world_model.seed, reseeded.head_refit.seed)
+    assert {reseeded.seed, *seeds} == {5} and reseeded.head_seed == 12
+    with pytest.raises(ValueError, match="head_episodes"):
+        PipelineConfig(head_episodes=-1)
     with pytest.raises(ValueError, match="policy"):
         PipelineConfig(policy="nope")
     with pytest.raises(ValueError, match="vae_finetune.model"):

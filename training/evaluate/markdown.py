@@ -193,6 +193,8 @@ def render_markdown(report: dict) -> str:
         "",
     ]
     c = report["cost"]
+    weight = c["sampler"].get("action_guidance", 0.0)
+    guided = f", action guidance {weight:g}: all actions evaluated before the last call" if weight else ""
     lines += [
         "## Cost",
         "",
@@ -200,7 +202,10 @@ def render_markdown(report: dict) -> str:
             ["metric", "value"],
             [
                 *[[f"dream steps/s {k}", v] for k, v in c["steps_per_s"].items()],
-                ["NFE per step", f"{c['nfe_per_step']} ({c['sampler']['num_steps']} {c['sampler']['method']} steps)"],
+                [
+                    "NFE per step",
+                    f"{c['nfe_per_step']} ({c['sampler']['num_steps']} {c['sampler']['method']} steps{guided})",
+                ],
                 ["VAE parameters", c["vae_parameters"]],
                 ["world-model parameters", c["world_model_parameters"]],
                 ["bundle size (MB)", c["bundle_bytes"] / 1e6],

@@ -36,6 +36,9 @@ from oniris_env.world_model.heads import reward_loss, reward_value
 from training.dataset import is_validation
 from training.episodes import load_episode, require_manifest
 
+REPORT_FILE = "head_refit.json"
+"""What `refit_bundle` writes last, next to OUT/bundle: its report (a refit without it did not finish)."""
+
 
 @dataclass(frozen=True)
 class HeadRefitConfig:
@@ -353,7 +356,7 @@ def refit_bundle(
     progress: bool = True,
 ) -> tuple[Path, dict]:
     """Refit the heads of the bundle `weights` (None: the shipped one) on the episodes of `latent_roots`, write
-    `out/bundle` (the same VAE, trunk and start contexts, new head weights) and `out/head_refit.json`; return
+    `out/bundle` (the same VAE, trunk and start contexts, new head weights) and `out/head_refit.json` (last); return
     the bundle's path and the report (held-out termination before and after, on real frames and in the
     terminal-anchored dreams; reward MAE on real frames). Recorded head inputs are kept in `out` and reused."""
     from oniris_env.bundle import BUNDLE_FILES, WORLD_MODEL_FILE, load_bundle
@@ -483,5 +486,7 @@ def refit_bundle(
     extra = read_metadata(bundle.path / WORLD_MODEL_FILE)["extra"]
     extra["head_refit"] = {"episodes": report["episodes"], "latents": report["latents"], "config": report["config"]}
     save_world_model(refitted, dest / WORLD_MODEL_FILE, bundle.spec, extra)
-    (Path(out) / "head_refit.json").write_text(json.dumps(report, indent=1))
+    tmp = Path(out) / (REPORT_FILE + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, Path(out) / REPORT_FILE)
     return dest, report
