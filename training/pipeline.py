@@ -235,7 +235,8 @@ def _write_inputs(run_dir: Path, fingerprint: str) -> None:
 def _trainer_status(
     run_dir: Path, weights: str, steps: int, fingerprint: str, weights_step: Callable[[Path], int]
 ) -> str:
-    """'skip (complete)', 'resume from step k', 'run', or 'rerun (inputs changed)' for a trainer's run folder.
+    """'skip (complete)', 'resume from step k', 'run', or 'rerun (inputs changed)' for a trainer's run folder (or
+    the head refit's).
 
     Complete = the weights file exists and records a step >= `steps`, and the folder was built from `fingerprint`.
     A rerun first deletes the stale checkpoint and weights (so neither can pass for the new run's).
@@ -458,14 +459,16 @@ def _heads_stage(folders: RunFolders, config: PipelineConfig, progress: bool, ec
     roots = [folders.latents] + ([folders.head_latents] if config.head_episodes else [])
     sources = [file_sha256(folders.bundle / WORLD_MODEL_FILE)] + [_latents_fingerprint(r) for r in roots]
     fingerprint = hashlib.sha256(json.dumps(sources).encode()).hexdigest()
-    result = folders.heads / "bundle"
-    recorded = _read_inputs(folders.heads)
-    if recorded == fingerprint and (folders.heads / REPORT_FILE).is_file():
-        echo("heads: skip (complete)")
-        return result
-    echo("heads: rerun (inputs changed)" if recorded not in (None, fingerprint) else "heads: run")
-    (folders.heads / REPORT_FILE).unlink(missing_ok=True)
-    _write_inputs(folders.heads, fingerprint)
-    # Recorded head inputs are cached in OUT/heads under their own key: an interrupted refit resumes after them.
-    refit_bundle(folders.bundle, roots, folders.heads, config.head_refit, DEFAULT_SAMPLER, progress=progress)
-    return result
+    # Complete = the report exists (refit_bundle writes it last); it has no steps, so any report counts as step 0.
+    status = _trainer_status(folders.heads, REPORT_FILE, 0, fingerprint, _report_step)
+    echo(f"heads: {status}")
+    if not status.startswith("skip"):
+        # Recorded head inputs are cached in OUT/heads under their own key: an interrupted refit resumes after them.
+        refit_bundle(folders.bundle, roots, folders.heads, config.head_refit, DEFAULT_SAMPLER, progress=progress)
+    return folders.heads / "bundle"
+
+
+def _report_step(path: Path) -> int:
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return 0
