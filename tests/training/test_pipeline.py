@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import gymnasium as gym
@@ -101,11 +100,12 @@ def test_tiny_pipeline_builds_a_bundle_the_dream_env_loads(tiny_run):
 @pytest.mark.slow
 def test_a_second_run_skips_every_stage(tiny_run):
     out, _ = tiny_run
-    start = time.perf_counter()
+    before = {path: path.stat().st_mtime_ns for path in out.rglob("*") if path.is_file()}
     result = train(out)
     assert result.exit_code == 0, result.output
     assert statuses(result.output) == dict.fromkeys(STAGES, "skip (complete)")
-    assert time.perf_counter() - start < 15
+    after = {path: path.stat().st_mtime_ns for path in out.rglob("*") if path.is_file()}
+    assert after == before  # nothing written, nothing added: skipping does no work (a time bound was flaky under load)
 
 
 @pytest.mark.slow
