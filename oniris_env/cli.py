@@ -101,6 +101,26 @@ def encode(
     typer.echo(f"{len(manifest['episodes'])} episodes of latents {tuple(manifest['latent_shape'])} in {out}")
 
 
+@app.command(
+    epilog="Example:\n\n  oniris-env merge --data data/latents800 --data data/term_latents --out data/latents4000"
+)
+def merge(
+    data: Annotated[list[Path], typer.Option(help="Episode or latent folders to merge (2 or more, same kind).")],
+    out: Annotated[Path, typer.Option(help="New folder: a manifest and one link (or copy) per episode.")],
+    copy: Annotated[bool, typer.Option(help="Copy the episode files instead of linking them.")] = False,
+) -> None:
+    """Merge episode folders (of the same kind, spec and VAE) into one, to train on several collections."""
+    for path in data:
+        check_dataset(path, f"oniris-env collect --episodes 400 --out {path}")
+    from training.merge import merge_datasets
+
+    try:
+        manifest = merge_datasets(data, out, copy=copy)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    typer.echo(f"{len(manifest['episodes'])} episodes in {out} (from {len(data)} folders)")
+
+
 def _make_dream(weights: Path | None, device: str, denoise_steps: int | None) -> Any:
     """The dream env, or exit 2 with the reason (missing weights say which path and how to make them)."""
     import gymnasium as gym

@@ -34,7 +34,7 @@ def test_bad_arguments_exit_with_code_2(args):
 
 
 COMMANDS = [[], ["collect"], ["train"], ["train", "vae"], ["train", "world-model"], ["encode"], ["play"], ["dream"],
-            ["info"], ["check"]]
+            ["info"], ["check"], ["merge"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
