@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from training.episodes import MANIFEST, episode_filename, read_manifest, require_manifest, write_manifest
+from training.episodes import episode_filename, read_manifest, require_manifest, write_manifest
 
 _SHARED_FIELDS = ("format_version", "kind", "spec", "vae", "latent_shape")
 
@@ -55,7 +55,8 @@ def merged_manifest(roots: list[Path]) -> dict[str, Any]:
 def merge_datasets(roots: list[Path | str], out: Path | str, copy: bool = False, progress: bool = True) -> dict:
     """Write the folder `out` holding every episode of `roots` (see the module docstring); returns its manifest.
 
-    Re-running with the same folders is a no-op; an `out` that holds anything else is refused (ValueError).
+    Re-running with the same folders is a no-op, and completes a merge that was interrupted (links written, no
+    manifest yet); an `out` that holds anything else is refused (ValueError).
     """
     roots, out = [Path(r) for r in roots], Path(out)
     if any(out.resolve() == r.resolve() for r in roots):
@@ -66,7 +67,8 @@ def merge_datasets(roots: list[Path | str], out: Path | str, copy: bool = False,
         if existing == manifest and all((out / e["file"]).is_file() for e in manifest["episodes"]):
             return existing
         raise ValueError(f"{out} already holds another dataset; merge into a new folder")
-    if out.exists() and any(p.name != MANIFEST for p in out.iterdir()):
+    planned = {e["file"] for e in manifest["episodes"]}
+    if out.exists() and any(p.name not in planned for p in out.iterdir()):  # planned ones: an interrupted merge
         raise ValueError(f"{out} is not empty; merge into a new folder")
     missing = [e["source"] for e in manifest["episodes"] if not Path(e["source"]).is_file()]
     if missing:

@@ -57,6 +57,21 @@ def test_rerun_is_a_no_op_and_another_merge_into_the_same_folder_is_refused(two_
         merge_datasets([b, a], out, progress=False)
 
 
+def test_rerun_completes_an_interrupted_merge_and_refuses_a_folder_with_other_files(two_collections, tmp_path):
+    a, b = two_collections
+    out = tmp_path / "merged"
+    merge_datasets([a, b], out, progress=False)
+    (out / "manifest.json").unlink()  # interrupted: some links written, no manifest
+    (out / "ep_000004.npz").unlink()
+    manifest = merge_datasets([a, b], out, progress=False)
+    assert read_manifest(out) == manifest and all((out / e["file"]).is_file() for e in manifest["episodes"])
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        merge_datasets([a, b], busy, progress=False)
+
+
 def test_refuses_duplicate_seeds_other_specs_and_its_own_input(two_collections, tmp_path):
     a, b = two_collections
     with pytest.raises(ValueError, match="same episode twice"):
