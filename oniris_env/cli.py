@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from oniris_env.cli_agent import agent_app
 from oniris_env.cli_common import check_dataset, fail
 from oniris_env.cli_evaluate import EPILOG as EVALUATE_EPILOG
 from oniris_env.cli_evaluate import evaluate
@@ -75,6 +76,7 @@ def collect(
 
 
 app.add_typer(train_app, name="train")
+app.add_typer(agent_app, name="agent")
 
 
 @app.command(
@@ -140,11 +142,24 @@ def _make_dream(weights: Path | None, device: str, denoise_steps: int | None) ->
         fail(f"the dream env is not available: {e}")
 
 
+def _make_pilot(agent: str, weights: Path | None) -> Any:
+    """An `AgentPilot` of the agent `agent` (shipped or a folder), or exit 2 with the reason."""
+    from agents.actors import make_actor
+    from agents.pilot import AgentPilot
+    from oniris_env.bundle import load_bundle
+
+    try:
+        return AgentPilot(make_actor(agent), load_bundle(weights).vae)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e).splitlines()[0])
+
+
 @app.command(
     epilog="Examples:\n\n  oniris-env play                       # fly in the dream\n\n"
     "  oniris-env play --real                # the real game, same pixels and steps\n\n"
     "  oniris-env play --side-by-side        # real | dream with the same keys, live lander gap\n\n"
     "  oniris-env play --record session.mp4 --max-steps 300\n\n"
+    "  oniris-env play --agent shipped --side-by-side   # watch the shipped agent fly the real game and the dream\n\n"
     "  SDL_VIDEODRIVER=dummy oniris-env play --real --actions keys.txt --record out.gif   # headless",
 )
 def play(
@@ -161,6 +176,9 @@ def play(
     weights: Annotated[Path | None, typer.Option(help="Weights directory (default: shipped).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     denoise_steps: Annotated[int | None, typer.Option(min=2, help="Denoising steps per frame.")] = None,
+    agent: Annotated[
+        str | None, typer.Option(help="Let an agent fly instead of the keyboard: shipped | PATH (agent folder).")
+    ] = None,
 ) -> None:
     """Fly the lander with the keyboard: Up/W/Space main engine, Left/A and Right/D side engines (main > left >
     right when several are held), R reset, P pause, Esc/Q quit."""
@@ -170,6 +188,8 @@ def play(
 
     if real and side_by_side:
         fail("--real and --side-by-side exclude each other")
+    if agent is not None and actions is not None:
+        fail("--agent and --actions exclude each other (both choose the actions)")
     try:
         if record is not None:
             check_video_path(record)
@@ -194,8 +214,11 @@ def play(
             divergence = lambda a, b: centroid_error(lander_centroid(a), lander_centroid(b))  # noqa: E731
         else:
             panels = Panels([dream], ["dream"])
+    pilot = _make_pilot(agent, weights) if agent is not None else None
+    if pilot is not None:
+        info = f"agent {agent}  " + info
     config = PlayConfig(scale=scale, fps=fps, max_steps=max_steps, record=record, seed=seed)
-    result = run_play(panels, config, scripted, divergence, info)
+    result = run_play(panels, config, scripted, divergence, info, pilot)
     typer.echo(
         f"{result.steps} steps, {result.episodes} finished episodes"
         + (f", returns {', '.join(f'{r:.0f}' for r in result.returns)}" if result.returns else "")
@@ -205,18 +228,20 @@ def play(
 
 @app.command(
     epilog="Examples:\n\n  oniris-env dream --steps 300 --out dream.gif\n\n"
-    "  oniris-env dream --steps 500 --policy file --actions keys.txt --out dream.mp4 --seed 3",
+    "  oniris-env dream --steps 500 --policy file --actions keys.txt --out dream.mp4 --seed 3\n\n"
+    "  oniris-env dream --steps 300 --policy agent --out agent.gif      # the shipped agent flies the dream",
 )
 def dream(
     out: Annotated[Path, typer.Option(help="Video file: .gif or .mp4.")],
     steps: Annotated[int, typer.Option(min=1, help="Env steps to dream.")] = 200,
-    policy: Annotated[str, typer.Option(help="random | file (actions from --actions)")] = "random",
+    policy: Annotated[str, typer.Option(help="random | file (actions from --actions) | agent (--agent)")] = "random",
     actions: Annotated[Path | None, typer.Option(help="With --policy file: actions 0-3, cycled if short.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the dream (and of the random policy).")] = 0,
     weights: Annotated[Path | None, typer.Option(help="Weights directory (default: shipped).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     denoise_steps: Annotated[int | None, typer.Option(min=2, help="Denoising steps per frame.")] = None,
     scale: Annotated[int, typer.Option(min=1, max=12, help="Video pixels per frame pixel.")] = 3,
+    agent: Annotated[str, typer.Option(help="With --policy agent: shipped | PATH (agent folder).")] = "shipped",
 ) -> None:
     """Dream headlessly and write a video with the action and the predicted reward burned in."""
     import numpy as np
@@ -235,14 +260,17 @@ def dream(
         elif policy == "random":
             rng = np.random.default_rng(seed)
             act = lambda t: int(rng.integers(4))  # noqa: E731
+        elif policy == "agent":
+            act = None
         else:
-            fail(f"unknown --policy {policy!r}; choose random or file")
+            fail(f"unknown --policy {policy!r}; choose random, file or agent")
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     import oniris_env  # noqa: F401  (registers the ids)
 
     env = _make_dream(weights, device, denoise_steps)
-    summary = rollout_video(env, steps, act, out, fps=env.metadata["render_fps"], seed=seed, scale=scale)
+    pilot = _make_pilot(agent, weights) if policy == "agent" else None
+    summary = rollout_video(env, steps, act, out, fps=env.metadata["render_fps"], seed=seed, scale=scale, pilot=pilot)
     typer.echo(f"dreamt {steps} steps ({summary['episodes']} finished episodes) -> {out}")
 
 

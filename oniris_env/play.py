@@ -137,6 +137,7 @@ def play(
     scripted: Sequence[int] | None = None,
     divergence: Callable[[np.ndarray, np.ndarray], float | None] | None = None,
     info_line: str = "",
+    pilot: Any = None,
 ) -> PlayResult:
     """Run an interactive (or scripted) session; returns what happened. Needs a display or SDL_VIDEODRIVER=dummy.
 
@@ -146,6 +147,8 @@ def play(
         scripted: actions to play instead of the keyboard (the session ends when they run out).
         divergence: `(frame_a, frame_b) -> px` shown for two panels (e.g. the lander-position gap).
         info_line: extra text for the overlay (e.g. the number of denoising steps).
+        pilot: an agent that flies instead of the keyboard (`agents.pilot.AgentPilot`: `reset(env, frame)`,
+            `observe(env, frame)`, `act() -> action`); it watches the first panel, and every panel gets its actions.
     """
     import pygame
 
@@ -154,6 +157,8 @@ def play(
     font = pygame.font.Font(None, 18)
     keys, result, recording = KeyState(), PlayResult(), []
     frames = panels.reset(config.seed)
+    if pilot is not None:
+        pilot.reset(panels.envs[0], frames[0])
     h, w, _ = frames[0].shape
     n = len(frames)
     screen = pygame.display.set_mode((n * w * config.scale + (n - 1) * config.scale, h * config.scale + OVERLAY_HEIGHT))
@@ -172,8 +177,13 @@ def play(
                 paused = not paused
             if command == "reset":
                 frames, episode_return, t = panels.reset(None), 0.0, 0
+                if pilot is not None:
+                    pilot.reset(panels.envs[0], frames[0])
             if not paused:
-                action = keys.action() if script is None else next(script, None)
+                if pilot is not None:
+                    action = pilot.act()
+                else:
+                    action = keys.action() if script is None else next(script, None)
                 if action is None:
                     break
                 started = time.perf_counter()
@@ -188,6 +198,10 @@ def play(
                     result.episodes += 1
                     result.returns.append(episode_return)
                     frames, episode_return, t = panels.reset(None), 0.0, 0
+                    if pilot is not None:
+                        pilot.reset(panels.envs[0], frames[0])
+                elif pilot is not None:
+                    pilot.observe(panels.envs[0], frames[0])
             slow = ""
             if step_time > budget:  # say so rather than stall input: keys are read every loop iteration
                 slow = f"  SLOW: {1000 * step_time:.0f} ms/step > {1000 * budget:.0f} ms budget"

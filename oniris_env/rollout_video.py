@@ -29,24 +29,31 @@ def annotate(frame: np.ndarray, lines: list[str], scale: int) -> np.ndarray:
 def rollout_video(
     env: Any,
     steps: int,
-    policy: Callable[[int], int],
+    policy: Callable[[int], int] | None,
     out: Path | str,
     fps: float,
     seed: int | None = None,
     scale: int = 3,
+    pilot: Any = None,
 ) -> dict[str, Any]:
     """Run `steps` steps of `env` (resetting when an episode ends) and write the annotated frames to `out`.
 
-    `policy(t) -> action` gives the action of step t. Returns a summary (steps, episodes, returns).
+    `policy(t) -> action` gives the action of step t, or `pilot` (an agent: `reset(env, frame)`,
+    `observe(env, frame)`, `act()`, see `agents.pilot`) picks it from what it sees. Returns a summary (steps,
+    episodes, returns).
     """
+    if (policy is None) == (pilot is None):
+        raise ValueError("give exactly one of policy and pilot")
     from oniris_env.video import check_video_path, write_video
 
     check_video_path(out)
     obs, _ = env.reset(seed=seed)
+    if pilot is not None:
+        pilot.reset(env, obs)
     frames = [annotate(obs, ["start", ""], scale)]
     returns, episode_return = [], 0.0
     for t in range(steps):
-        action = int(policy(t))
+        action = int(pilot.act() if pilot is not None else policy(t))
         obs, reward, terminated, truncated, _ = env.step(action)
         episode_return += reward
         end = " TERMINATED" if terminated else (" TRUNCATED" if truncated else "")
@@ -58,5 +65,9 @@ def rollout_video(
             episode_return = 0.0
             obs, _ = env.reset()
             frames.append(annotate(obs, ["reset", ""], scale))
+            if pilot is not None:
+                pilot.reset(env, obs)
+        elif pilot is not None:
+            pilot.observe(env, obs)
     write_video(out, frames, fps)
     return {"steps": steps, "episodes": len(returns), "returns": returns, "frames": len(frames)}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from oniris_env.real_env import episode_seed
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from training.episodes import (
     EpisodeFileError,
@@ -30,11 +31,6 @@ from training.episodes import (
     write_manifest,
 )
 from training.policies import POLICY_NAMES, choose_policy, make_policy
-
-
-def episode_seed(base_seed: int, index: int) -> int:
-    """The seed of episode `index` of a collection started with `base_seed` (31-bit, for Box2D's reset)."""
-    return int(np.random.SeedSequence([base_seed, index]).generate_state(1)[0] >> 1)
 
 
 def run_episode(seed: int, policy: str = "mix", spec: GameSpec = DEFAULT_SPEC) -> tuple[dict[str, np.ndarray], dict]:

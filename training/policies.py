@@ -14,14 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 
-Policy = Callable[[np.ndarray], int]
+from oniris_env.real_env import heuristic_action
 
-#: LunarLander's heuristic reads only `env.unwrapped.continuous` from its env argument.
-_DISCRETE_GAME = SimpleNamespace(unwrapped=SimpleNamespace(continuous=False))
+Policy = Callable[[np.ndarray], int]
 
 #: Epsilons of the noisy heuristic in the `mix`; noisy actions are held for 1-4 steps so the lander really
 #: drifts (single-step noise averages out and the pilot still lands).
@@ -35,13 +33,6 @@ MIX = (("random", 0.0, 0.2), ("heuristic", 0.0, 0.2)) + tuple(("noisy", eps, 0.2
 MAX_STICKY_HOLD = 24
 
 POLICY_NAMES = ("mix", "random", "heuristic", "noisy", "sticky")
-
-
-def heuristic_action(state: np.ndarray) -> int:
-    """The gymnasium heuristic pilot's action for the true 8-d state."""
-    from gymnasium.envs.box2d.lunar_lander import heuristic
-
-    return int(heuristic(_DISCRETE_GAME, state))
 
 
 @dataclass(frozen=True)
