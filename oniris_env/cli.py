@@ -195,7 +195,10 @@ def play(
         else:
             panels = Panels([dream], ["dream"])
     config = PlayConfig(scale=scale, fps=fps, max_steps=max_steps, record=record, seed=seed)
-    result = run_play(panels, config, scripted, divergence, info)
+    try:
+        result = run_play(panels, config, scripted, divergence, info)
+    except FloatingPointError as e:  # damaged or diverged weights
+        fail(f"{weights or 'the shipped weights'}: {e}")
     typer.echo(
         f"{result.steps} steps, {result.episodes} finished episodes"
         + (f", returns {', '.join(f'{r:.0f}' for r in result.returns)}" if result.returns else "")
@@ -242,7 +245,10 @@ def dream(
     import oniris_env  # noqa: F401  (registers the ids)
 
     env = _make_dream(weights, device, denoise_steps)
-    summary = rollout_video(env, steps, act, out, fps=env.metadata["render_fps"], seed=seed, scale=scale)
+    try:
+        summary = rollout_video(env, steps, act, out, fps=env.metadata["render_fps"], seed=seed, scale=scale)
+    except FloatingPointError as e:  # damaged or diverged weights: no black video
+        fail(f"{weights or 'the shipped weights'}: {e}")
     typer.echo(f"dreamt {steps} steps ({summary['episodes']} finished episodes) -> {out}")
 
 
