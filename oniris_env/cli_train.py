@@ -103,7 +103,7 @@ def train_vae_command(
         bool, typer.Option("--compile/--no-compile", help="torch.compile the training forward.")
     ] = False,
 ) -> None:
-    """Train the group-causal video VAE on recorded frames (resumable; Ctrl-C saves a checkpoint).
+    """Train the group-causal video VAE on recorded frames (resumable; Ctrl-C and SIGTERM save a checkpoint).
 
     Under `torchrun` each process is one DDP rank (gloo on CPU, NCCL on CUDA); the preset's batch is per rank.
     """
@@ -168,10 +168,11 @@ def train_world_model_command(
         int | None, typer.Option(min=2, help="Override the preset's frames per training clip (best >= W + 1).")
     ] = None,
 ) -> None:
-    """Train the autoregressive diffusion world model (DART) on encoded latents (resumable; Ctrl-C saves).
+    """Train the autoregressive diffusion world model (DART) on encoded latents (resumable; Ctrl-C and SIGTERM save).
 
     Under `torchrun` each process is one DDP rank (gloo on CPU, NCCL on CUDA); the preset's batch is per rank.
-    There Ctrl-C saves nothing: the job resumes from the last periodic checkpoint (every val_every steps).
+    There SIGTERM (which torchrun forwards) saves on every rank; Ctrl-C saves nothing: the job resumes from the last
+    periodic checkpoint (every val_every steps).
     """
     from training.world_model.config import PRESETS, TrainWorldModelConfig
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import numpy as np
@@ -223,20 +225,28 @@ def test_cli_overrides_window_and_clip_length(latents_dir, tmp_path):
 
 
 class InterruptingWindows(CountingWindows):
-    """Raises KeyboardInterrupt (as Ctrl-C would) when the trainer draws training batch number `at` (1-based)."""
+    """Interrupts the trainer when it draws training batch number `at` (1-based): raises KeyboardInterrupt (as
+    Ctrl-C would) or, with `sigterm`, sends this process SIGTERM (as kill, timeout or torchrun would)."""
 
-    def __init__(self, windows: EpisodeWindows, at: int) -> None:
+    def __init__(self, windows: EpisodeWindows, at: int, sigterm: bool = False) -> None:
         super().__init__(windows)
-        self.at = at
+        self.at, self.sigterm = at, sigterm
 
     def sample_batch(self, rng, batch_size, start_fraction=0.0, end_fraction=0.0):
         if len([c for c in self.calls if c != (0.0, 0.0)]) + 1 == self.at:
-            rng.random()  # the interrupted step has already used the generator: the checkpoint must not keep that
-            raise KeyboardInterrupt
+            if self.sigterm:  # the step goes on: the run saves after it
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                rng.random()  # the interrupted step has already used the generator: the checkpoint must not keep that
+                raise KeyboardInterrupt
         return super().sample_batch(rng, batch_size, start_fraction, end_fraction)
 
 
-def test_ctrl_c_saves_and_the_run_resumes_exactly(latents_dir, tmp_path):
+@pytest.mark.parametrize("sigterm", [False, True], ids=["ctrl-c", "sigterm"])
+def test_an_interruption_saves_and_the_run_resumes_exactly(latents_dir, tmp_path, sigterm):
+    """Ctrl-C during step 7 saves 6 steps (step 7 is redone); SIGTERM lets step 7 end, saves 7 and exits 143."""
+    from training.interrupt import Terminated
+
     def windows(split):
         return EpisodeWindows(latents_dir, 6, split=split, key="latents", val_fraction=0.34)
 
@@ -244,12 +254,15 @@ def test_ctrl_c_saves_and_the_run_resumes_exactly(latents_dir, tmp_path):
     straight = train_world_model(
         None, tmp_path / "a", config=cfg, train_data=windows("train"), val_data=windows("val"), progress=False
     )
-    with pytest.raises(KeyboardInterrupt):  # during step 7; no periodic checkpoint before it (val_every 100)
+    with pytest.raises(Terminated if sigterm else KeyboardInterrupt) as stopped:  # no periodic checkpoint before
         train_world_model(
-            None, tmp_path / "b", config=cfg, train_data=InterruptingWindows(windows("train"), at=7),
+            None, tmp_path / "b", config=cfg, train_data=InterruptingWindows(windows("train"), 7, sigterm),
             val_data=windows("val"), progress=False,
         )
-    assert read_metadata(tmp_path / "b" / "world_model.safetensors")["extra"]["step"] == 6
+    if sigterm:
+        assert stopped.value.code == 128 + signal.SIGTERM and stopped.value.step == 7
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler lives only while training
+    assert read_metadata(tmp_path / "b" / "world_model.safetensors")["extra"]["step"] == (7 if sigterm else 6)
     resumed = train_world_model(
         None, tmp_path / "b", config=cfg, train_data=windows("train"), val_data=windows("val"), progress=False
     )

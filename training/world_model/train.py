@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from oniris_env.spec import GameSpec
 from oniris_env.world_model import WorldModel, WorldModelConfig, load_world_model, save_world_model
 from training.distributed import DistributedContext, sync_record
+from training.interrupt import StopOnSigterm, report_stop
 from training.world_model.checkpoint import TrainState, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from training.world_model.config import TrainWorldModelConfig
 from training.world_model.ema import PowerFunctionEMA
@@ -130,9 +131,10 @@ def train_world_model(
     its own shard of the training episodes; `cfg.batch_size` is per rank, so the global batch is
     `batch_size * world_size`; rank 0 alone logs, validates and writes files).
 
-    Checkpoints (resume state + EMA weights) are written every `cfg.val_every` steps, at the end and, in one
-    process, on KeyboardInterrupt (the interrupted step is redone on resume with the same batch and noise). Under
-    DDP Ctrl-C writes none (a rank may already be gone): a restarted job resumes from the last periodic one.
+    Checkpoints (resume state + EMA weights) are written every `cfg.val_every` steps, at the end, on SIGTERM on
+    every rank (after the current step, then `training.interrupt.Terminated`: exit code 143) and, in one process,
+    on KeyboardInterrupt (the interrupted step is redone on resume with the same batch and noise). Under DDP
+    Ctrl-C writes none (a rank may already be gone): a restarted job resumes from the last periodic one.
 
     Args:
         latents_dir: folder written by `oniris-env encode` (ignored when `train_data` is given).
@@ -340,8 +342,9 @@ def _train(
     window_start, window_frames = time.perf_counter(), 0
     model.train()
     step_rngs = (rng_state(data_rng), noise_rng.get_state())  # the streams at the start of the next step
+    stop, saved_step = StopOnSigterm().install(), step
     try:
-        while step < end:
+        while step < end and not stop.requested(ctx):  # every rank stops after the same step
             clips = train_data.sample_batch(data_rng, cfg.batch_size, cfg.start_clip_fraction, cfg.end_clip_fraction)
             batch = DartBatch.from_numpy(clips, dev)
             lr = learning_rate(step, cfg)
@@ -388,6 +391,12 @@ def _train(
                     val = validate(ema_model, uncertainty, val_batches, cfg)
                     log({"step": step, "split": "val", **val})
                 checkpoint(val)
+                saved_step = step
+        if step < end and stop.requested(ctx):  # SIGTERM: save as Ctrl-C does, on every rank
+            bar.close()
+            if saved_step != step:
+                checkpoint(None)
+            raise report_stop(step, out, ctx.is_main)
     except KeyboardInterrupt:
         bar.close()
         if not ctx.distributed:  # under DDP a rank may already be gone: resume from the last periodic checkpoint
@@ -395,6 +404,8 @@ def _train(
             noise_rng.set_state(step_rngs[1])
             checkpoint(None)
         raise
+    finally:
+        stop.restore()
     bar.close()
     if ctx.broadcast(step >= cfg.steps and not (out / WEIGHTS_NAME).is_file()):
         checkpoint(None)
