@@ -56,7 +56,7 @@ def collect(
         fail(f"unknown --policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
     try:
         added = collect_episodes(out, episodes, seed, policy, workers, GameSpec(action_repeat=action_repeat))
-    except SpecMismatchError as e:
+    except (SpecMismatchError, ValueError) as e:  # another spec or kind of folder, clashing seeds, damaged files
         fail(str(e).splitlines()[0])
     outcomes: dict[str, int] = {}
     for entry in added:
@@ -111,7 +111,7 @@ def merge(
 ) -> None:
     """Merge episode folders (of the same kind, spec and VAE) into one, to train on several collections."""
     for path in data:
-        check_dataset(path, f"oniris-env collect --episodes 400 --out {path}")
+        check_dataset(path, f"oniris-env collect --episodes 400 --out {path}", kind=None)
     from training.merge import merge_datasets
 
     try:

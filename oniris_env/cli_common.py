@@ -13,7 +13,12 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def check_dataset(path: Path, make: str) -> None:
-    """Exit with code 2 naming `path` and the command `make` that creates it when it holds no dataset."""
-    if not (path / "manifest.json").is_file():
-        fail(f"no dataset at {path} (missing manifest.json); create it with: {make}")
+def check_dataset(path: Path, make: str, kind: str | None = "frames") -> None:
+    """Exit with code 2 and one line unless `path` holds a readable dataset of `kind` ('frames', 'latents' or
+    None: either), naming `path` and the command `make` that creates it, or the kind it holds instead."""
+    from training.episodes import EpisodeFileError, require_manifest
+
+    try:
+        require_manifest(path, make, kind)
+    except (FileNotFoundError, EpisodeFileError) as e:
+        fail(str(e))

@@ -178,7 +178,7 @@ def train_world_model_command(
 
     if preset not in PRESETS:
         fail(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    check_dataset(latents, f"oniris-env encode --data data/real --out {latents}")
+    check_dataset(latents, f"oniris-env encode --data data/real --out {latents}", kind="latents")
     overrides: dict[str, Any] = {}
     if steps is not None:
         overrides["steps"] = steps
@@ -246,7 +246,7 @@ def train_heads_command(
     if preset not in HEAD_REFIT_PRESETS:
         fail(f"unknown --preset {preset!r}; choose one of {', '.join(HEAD_REFIT_PRESETS)}")
     for root in latents:
-        check_dataset(root, f"oniris-env encode --data data/real --out {root}")
+        check_dataset(root, f"oniris-env encode --data data/real --out {root}", kind="latents")
     torch.set_num_threads(threads)
     config = HeadRefitConfig.preset(preset, **({} if steps is None else {"steps": steps}))
     try:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from training.episodes import (
     EpisodeFileError,
+    check_kind,
     episode_filename,
     load_episode,
     manifest_spec,
@@ -133,7 +134,8 @@ def collect_episodes(
 ) -> list[dict[str, Any]]:
     """Append `episodes` new episodes to `out_dir` and return their manifest entries.
 
-    Raises `SpecMismatchError` when the folder holds episodes recorded with another spec.
+    Raises `SpecMismatchError` when the folder holds episodes recorded with another spec, `EpisodeFileError` (a
+    ValueError) when it is not an episode folder (e.g. latents).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -147,6 +149,7 @@ def collect_episodes(
     if manifest is None:
         manifest = new_manifest(spec)
     else:
+        check_kind(manifest, "frames", out)
         spec.check_matches(manifest_spec(manifest), f"dataset {out}")
     start = len(manifest["episodes"])
     used = {e["seed"] for e in manifest["episodes"]}

@@ -61,7 +61,7 @@ def encode_dataset(
     from oniris_env.vae import load_vae, shipped_vae_path
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    source = require_manifest(data_dir, "oniris-env collect --episodes N --out DIR")
+    source = require_manifest(data_dir, "oniris-env collect --episodes N --out DIR", kind="frames")
     spec = manifest_spec(source)
     vae_file = Path(vae_path) if vae_path is not None else shipped_vae_path()
     vae = load_vae(vae_file if vae_path is not None else None, device=device, spec=spec)
