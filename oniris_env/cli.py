@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from oniris_env.cli_common import check_dataset, fail
+from oniris_env.cli_common import check_dataset, check_output, fail
 from oniris_env.cli_evaluate import EPILOG as EVALUATE_EPILOG
 from oniris_env.cli_evaluate import evaluate
 from oniris_env.cli_train import train_app
@@ -54,6 +54,7 @@ def collect(
 
     if policy not in POLICY_NAMES:
         fail(f"unknown --policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
+    check_output(out, folder=True)
     try:
         added = collect_episodes(out, episodes, seed, policy, workers, GameSpec(action_repeat=action_repeat))
     except (SpecMismatchError, ValueError) as e:  # another spec or kind of folder, clashing seeds, damaged files
@@ -112,6 +113,7 @@ def merge(
     """Merge episode folders (of the same kind, spec and VAE) into one, to train on several collections."""
     for path in data:
         check_dataset(path, f"oniris-env collect --episodes 400 --out {path}", kind=None)
+    check_output(out, folder=True)
     from training.merge import merge_datasets
 
     try:
@@ -173,6 +175,7 @@ def play(
     try:
         if record is not None:
             check_video_path(record)
+            check_output(record)
         scripted = read_actions_file(actions) if actions is not None else None
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
@@ -230,6 +233,7 @@ def dream(
 
     try:
         check_video_path(out)
+        check_output(out)
         if policy == "file":
             if actions is None:
                 fail("--policy file needs --actions FILE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -11,6 +12,21 @@ def fail(message: str, code: int = 2) -> None:
     """Print a one-line reason to stderr and exit with `code` (2 = bad usage or input)."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def check_output(path: Path, folder: bool = False) -> None:
+    """Exit with code 2 and one line naming `path` unless a file (with `folder`, a folder) can be written there:
+    it is not of the other type, and its nearest existing ancestor is a writable folder (not a file)."""
+    what = "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        fail(f"{path} is {'a file' if folder else 'a directory'}; give a path for a {what}")
+    ancestor = path if path.exists() else path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        fail(f"cannot write the {what} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        fail(f"cannot write the {what} {path}: {ancestor} is not writable")
 
 
 def check_dataset(path: Path, make: str, kind: str | None = "frames") -> None:

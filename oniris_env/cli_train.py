@@ -124,7 +124,12 @@ def train_vae_command(
     config = TRAIN_VAE_PRESETS[preset]
     if init_from is not None:
         config = replace(config, init_from=str(init_from))
-    path = train_vae(data, out, resume=resume, config=config, steps=steps, device=device, compile_model=compile_model)
+    try:
+        path = train_vae(
+            data, out, resume=resume, config=config, steps=steps, device=device, compile_model=compile_model
+        )
+    except ValueError as e:  # a run folder made with another config, an unreadable checkpoint, another spec
+        fail(str(e).splitlines()[0])
     if _is_main_rank():
         typer.echo(f"VAE weights: {path}")
 
@@ -198,9 +203,12 @@ def train_world_model_command(
 
     _check_device(device)
     config = TrainWorldModelConfig.preset(preset, **overrides)
-    path = train_world_model(
-        latents, out, preset=preset, resume=resume, config=config, device=device, compile_model=compile_model
-    )
+    try:
+        path = train_world_model(
+            latents, out, preset=preset, resume=resume, config=config, device=device, compile_model=compile_model
+        )
+    except ValueError as e:  # a run folder made with another config, an unreadable checkpoint, another spec
+        fail(str(e).splitlines()[0])
     if _is_main_rank():
         typer.echo(f"world-model weights: {path}")
 

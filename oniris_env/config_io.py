@@ -15,3 +15,9 @@ def dataclass_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields are {sorted(known)}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """`'field: saved -> now'` for every field whose value differs between two configs' dict forms, in order."""
+    keys = [*saved, *(k for k in now if k not in saved)]
+    return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from oniris_env.config_io import config_changes
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from oniris_env.vae import VAE_PRESETS, GroupCausalVAE, VAEConfig, load_vae, save_vae
 from training.dataset import EpisodeWindows
@@ -112,6 +113,14 @@ def measure_latent_stats(
 def _rng_state(rng: np.random.Generator) -> tuple[str, torch.Tensor]:
     """Snapshot of the batch-sampling and posterior-noise RNGs, as (JSON text, uint8 tensor)."""
     return json.dumps(rng.bit_generator.state), torch.get_rng_state()
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    """The resume state at `path` (`weights_only=True`), or a ValueError naming the file when it is unreadable."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 (truncated, foreign or corrupt: any failure means the file is unusable)
+        raise ValueError(f"cannot resume from {path}: {e}; delete it (or pass --no-resume) to start over") from e
 
 
 def _save_checkpoint(
@@ -231,15 +240,15 @@ def _train(
     if ctx.rank:
         torch.manual_seed(ctx.rank_seed(cfg.seed))  # posterior noise (the init above is the same on every rank)
     step, elapsed = 0, 0.0
-    state = torch.load(ckpt_path, weights_only=True) if resume and ckpt_path.exists() else None
+    state = _load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     if len(set(ctx.all_gather(-1 if state is None else int(state["step"])))) > 1:
         raise ValueError(f"the ranks see different checkpoints in {out}: put --out on a filesystem all nodes share")
     if state is not None:
         saved = json.loads(state["config"])
-        if {**saved, "steps": cfg.steps} != cfg.to_dict():  # only `steps` may change (to extend a run)
+        if changes := config_changes({**saved, "steps": cfg.steps}, cfg.to_dict()):  # only `steps` may change
             raise ValueError(
-                f"{ckpt_path} was trained with another config; use resume=False or a new out dir.\n"
-                f"  saved: {saved}\n  now:   {cfg.to_dict()}"
+                f"{ckpt_path} was trained with another config ({'; '.join(changes)}); resume with its own settings, "
+                "or start fresh with resume=False (CLI: --no-resume) or a new out dir"
             )
         model.load_state_dict(strip_wrapper_prefixes(state["model"]))
         opt.load_state_dict(state["optimizer"])
