@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -269,3 +270,22 @@ def test_an_interruption_saves_and_the_run_resumes_exactly(latents_dir, tmp_path
     a, b = load_file(straight), load_file(resumed)
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
+
+
+def test_resume_refuses_a_changed_config_naming_the_fields(latents_dir, tmp_path):
+    """The saved config used to win silently over new settings (a `default` preset kept training the tiny model)."""
+    from typer.testing import CliRunner
+
+    from oniris_env.cli import app
+
+    cfg = TrainWorldModelConfig.tiny(steps=2)
+    train_world_model(latents_dir, tmp_path / "run", config=cfg, progress=False)
+    changed = replace(cfg, lr_ref=0.5, clip_frames=4)
+    with pytest.raises(ValueError, match=r"clip_frames: 6 -> 4; lr_ref: 0.002 -> 0.5.*resume=False"):
+        train_world_model(latents_dir, tmp_path / "run", config=changed, progress=False)
+    more = replace(cfg, steps=3, num_threads=1)
+    resumed = train_world_model(latents_dir, tmp_path / "run", config=more, progress=False)
+    assert read_metadata(resumed)["extra"]["step"] == 3  # more steps and other threads are not a new config
+    args = ["train", "world-model", "--latents", str(latents_dir), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    result = CliRunner().invoke(app, [*args, "--preset", "default"])
+    assert result.exit_code == 2 and "--no-resume" in result.output and len(result.output.strip().splitlines()) == 1
