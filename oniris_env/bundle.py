@@ -8,7 +8,8 @@
 The default bundle is the package's own `oniris_env/weights/` directory. Everything is plain data: loading
 rebuilds the models from their configs, reads `.npz` with `allow_pickle=False`, and never unpickles anything.
 Every problem names the file: a missing file -> `FileNotFoundError` with the command that produces it, a corrupt
-one -> `ValueError`, another game spec -> `SpecMismatchError` naming both specs.
+one, or one whose sha256 differs from the `SHA256SUMS` record beside it (`oniris_env.checksums`; the shipped
+bundle has one) -> `ValueError`, another game spec -> `SpecMismatchError` naming both specs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from oniris_env.checksums import verify_checksum
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 
 if TYPE_CHECKING:
@@ -104,6 +106,7 @@ def load_start_contexts(path: str | os.PathLike, spec: GameSpec = DEFAULT_SPEC) 
     if not path.is_file():
         raise FileNotFoundError(f"no start contexts at {path}; build them with `{MAKE_COMMAND}` "
                                 "(or training.bank.build_start_contexts)")
+    verify_checksum(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from oniris_env.cli_agent import agent_app
-from oniris_env.cli_common import check_dataset, fail
+from oniris_env.cli_common import check_dataset, check_output, fail
 from oniris_env.cli_evaluate import EPILOG as EVALUATE_EPILOG
 from oniris_env.cli_evaluate import evaluate
 from oniris_env.cli_train import train_app
@@ -55,9 +55,10 @@ def collect(
 
     if policy not in POLICY_NAMES:
         fail(f"unknown --policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
+    check_output(out, folder=True)
     try:
         added = collect_episodes(out, episodes, seed, policy, workers, GameSpec(action_repeat=action_repeat))
-    except SpecMismatchError as e:
+    except (SpecMismatchError, ValueError) as e:  # another spec or kind of folder, clashing seeds, damaged files
         fail(str(e).splitlines()[0])
     outcomes: dict[str, int] = {}
     for entry in added:
@@ -113,7 +114,8 @@ def merge(
 ) -> None:
     """Merge episode folders (of the same kind, spec and VAE) into one, to train on several collections."""
     for path in data:
-        check_dataset(path, f"oniris-env collect --episodes 400 --out {path}")
+        check_dataset(path, f"oniris-env collect --episodes 400 --out {path}", kind=None)
+    check_output(out, folder=True)
     from training.merge import merge_datasets
 
     try:
@@ -193,6 +195,7 @@ def play(
     try:
         if record is not None:
             check_video_path(record)
+            check_output(record)
         scripted = read_actions_file(actions) if actions is not None else None
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
@@ -218,7 +221,10 @@ def play(
     if pilot is not None:
         info = f"agent {agent}  " + info
     config = PlayConfig(scale=scale, fps=fps, max_steps=max_steps, record=record, seed=seed)
-    result = run_play(panels, config, scripted, divergence, info, pilot)
+    try:
+        result = run_play(panels, config, scripted, divergence, info, pilot)
+    except FloatingPointError as e:  # damaged or diverged weights
+        fail(f"{weights or 'the shipped weights'}: {e}")
     typer.echo(
         f"{result.steps} steps, {result.episodes} finished episodes"
         + (f", returns {', '.join(f'{r:.0f}' for r in result.returns)}" if result.returns else "")
@@ -252,6 +258,7 @@ def dream(
 
     try:
         check_video_path(out)
+        check_output(out)
         if policy == "file":
             if actions is None:
                 fail("--policy file needs --actions FILE")
@@ -270,7 +277,12 @@ def dream(
 
     env = _make_dream(weights, device, denoise_steps)
     pilot = _make_pilot(agent, weights) if policy == "agent" else None
-    summary = rollout_video(env, steps, act, out, fps=env.metadata["render_fps"], seed=seed, scale=scale, pilot=pilot)
+    try:
+        summary = rollout_video(
+            env, steps, act, out, fps=env.metadata["render_fps"], seed=seed, scale=scale, pilot=pilot
+        )
+    except FloatingPointError as e:  # damaged or diverged weights: no black video
+        fail(f"{weights or 'the shipped weights'}: {e}")
     typer.echo(f"dreamt {steps} steps ({summary['episodes']} finished episodes) -> {out}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -13,7 +14,27 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def check_dataset(path: Path, make: str) -> None:
-    """Exit with code 2 naming `path` and the command `make` that creates it when it holds no dataset."""
-    if not (path / "manifest.json").is_file():
-        fail(f"no dataset at {path} (missing manifest.json); create it with: {make}")
+def check_output(path: Path, folder: bool = False) -> None:
+    """Exit with code 2 and one line naming `path` unless a file (with `folder`, a folder) can be written there:
+    it is not of the other type, and its nearest existing ancestor is a writable folder (not a file)."""
+    what = "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        fail(f"{path} is {'a file' if folder else 'a directory'}; give a path for a {what}")
+    ancestor = path if path.exists() else path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        fail(f"cannot write the {what} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        fail(f"cannot write the {what} {path}: {ancestor} is not writable")
+
+
+def check_dataset(path: Path, make: str, kind: str | None = "frames") -> None:
+    """Exit with code 2 and one line unless `path` holds a readable dataset of `kind` ('frames', 'latents' or
+    None: either), naming `path` and the command `make` that creates it, or the kind it holds instead."""
+    from training.episodes import EpisodeFileError, require_manifest
+
+    try:
+        require_manifest(path, make, kind)
+    except (FileNotFoundError, EpisodeFileError) as e:
+        fail(str(e))

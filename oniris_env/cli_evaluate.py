@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from oniris_env.cli_common import fail
+from oniris_env.cli_common import check_output, fail
 
 EPILOG = (
     "Examples:\n\n  oniris-env evaluate --out runs/eval                       # shipped weights, 16 episodes\n\n"
@@ -55,6 +55,7 @@ def evaluate(
     real | dream | difference video."""
     from oniris_env.bundle import resolve_bundle_dir
 
+    check_output(out, folder=True)
     try:
         resolve_bundle_dir(weights)
     except FileNotFoundError as e:

@@ -103,7 +103,7 @@ def train_vae_command(
         bool, typer.Option("--compile/--no-compile", help="torch.compile the training forward.")
     ] = False,
 ) -> None:
-    """Train the group-causal video VAE on recorded frames (resumable; Ctrl-C saves a checkpoint).
+    """Train the group-causal video VAE on recorded frames (resumable; Ctrl-C and SIGTERM save a checkpoint).
 
     Under `torchrun` each process is one DDP rank (gloo on CPU, NCCL on CUDA); the preset's batch is per rank.
     """
@@ -124,7 +124,12 @@ def train_vae_command(
     config = TRAIN_VAE_PRESETS[preset]
     if init_from is not None:
         config = replace(config, init_from=str(init_from))
-    path = train_vae(data, out, resume=resume, config=config, steps=steps, device=device, compile_model=compile_model)
+    try:
+        path = train_vae(
+            data, out, resume=resume, config=config, steps=steps, device=device, compile_model=compile_model
+        )
+    except ValueError as e:  # a run folder made with another config, an unreadable checkpoint, another spec
+        fail(str(e).splitlines()[0])
     if _is_main_rank():
         typer.echo(f"VAE weights: {path}")
 
@@ -168,16 +173,17 @@ def train_world_model_command(
         int | None, typer.Option(min=2, help="Override the preset's frames per training clip (best >= W + 1).")
     ] = None,
 ) -> None:
-    """Train the autoregressive diffusion world model (DART) on encoded latents (resumable; Ctrl-C saves).
+    """Train the autoregressive diffusion world model (DART) on encoded latents (resumable; Ctrl-C and SIGTERM save).
 
     Under `torchrun` each process is one DDP rank (gloo on CPU, NCCL on CUDA); the preset's batch is per rank.
-    There Ctrl-C saves nothing: the job resumes from the last periodic checkpoint (every val_every steps).
+    There SIGTERM (which torchrun forwards) saves on every rank; Ctrl-C saves nothing: the job resumes from the last
+    periodic checkpoint (every val_every steps).
     """
     from training.world_model.config import PRESETS, TrainWorldModelConfig
 
     if preset not in PRESETS:
         fail(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    check_dataset(latents, f"oniris-env encode --data data/real --out {latents}")
+    check_dataset(latents, f"oniris-env encode --data data/real --out {latents}", kind="latents")
     overrides: dict[str, Any] = {}
     if steps is not None:
         overrides["steps"] = steps
@@ -197,9 +203,12 @@ def train_world_model_command(
 
     _check_device(device)
     config = TrainWorldModelConfig.preset(preset, **overrides)
-    path = train_world_model(
-        latents, out, preset=preset, resume=resume, config=config, device=device, compile_model=compile_model
-    )
+    try:
+        path = train_world_model(
+            latents, out, preset=preset, resume=resume, config=config, device=device, compile_model=compile_model
+        )
+    except ValueError as e:  # a run folder made with another config, an unreadable checkpoint, another spec
+        fail(str(e).splitlines()[0])
     if _is_main_rank():
         typer.echo(f"world-model weights: {path}")
 
@@ -245,7 +254,7 @@ def train_heads_command(
     if preset not in HEAD_REFIT_PRESETS:
         fail(f"unknown --preset {preset!r}; choose one of {', '.join(HEAD_REFIT_PRESETS)}")
     for root in latents:
-        check_dataset(root, f"oniris-env encode --data data/real --out {root}")
+        check_dataset(root, f"oniris-env encode --data data/real --out {root}", kind="latents")
     torch.set_num_threads(threads)
     config = HeadRefitConfig.preset(preset, **({} if steps is None else {"steps": steps}))
     try:

@@ -27,3 +27,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     tmp.write_text(text)
     tmp.replace(path)
     return path
+
+
+def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """`'field: saved -> now'` for every field whose value differs between two configs' dict forms, in order."""
+    keys = [*saved, *(k for k in now if k not in saved)]
+    return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]

@@ -133,6 +133,9 @@ def sample_next(
             (for oracles that replay the same noise).
         step_fn: replaces `model.step` (same signature), e.g. a `torch.compile`d version of it.
         in_place: commit by writing into `cache` (consumed; no copy of the window): for callers owning it.
+
+    Raises `FloatingPointError` when the new frame, its reward or its termination logit is not finite (NaN or
+    inf: damaged or diverged weights), instead of returning a frame every later one would inherit.
     """
     step = step_fn or model.step
     b = action.shape[0]
@@ -158,6 +161,11 @@ def sample_next(
             x_next = x + (sigma_next - sigma) * 0.5 * (d + d_next)
         x = x_next
     assert out is not None
+    if not (torch.isfinite(x).all() and torch.isfinite(out.reward).all() and torch.isfinite(out.term_logit).all()):
+        raise FloatingPointError(
+            "the world model produced a non-finite latent, reward or termination logit (NaN or inf): its weights "
+            "are likely damaged or diverged (check the file against its sha256, or retrain)"
+        )
     return SampleOutput(x, committed, out.reward, out.term_logit, out.cache)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,17 @@ import numpy as np
 VIDEO_SUFFIXES = (".gif", ".mp4")
 
 
+MP4_EXTRA = 'writing .mp4 needs imageio-ffmpeg: pip install "oniris-env[video]" (or write a .gif)'
+
+
 def check_video_path(path: Path | str) -> Path:
-    """Return `path` as a Path if its suffix is a supported video format, else raise ValueError."""
+    """Return `path` as a Path if its suffix is a video format that can be written here, else raise ValueError
+    (an .mp4 needs the `video` extra)."""
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"video file must end with {' or '.join(VIDEO_SUFFIXES)}, got {path.name!r}")
+    if path.suffix.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise ValueError(MP4_EXTRA)
     return path
 
 
@@ -37,7 +44,7 @@ def write_video(path: Path | str, frames: np.ndarray | list[np.ndarray], fps: fl
     try:
         import imageio_ffmpeg
     except ImportError as e:
-        raise ImportError('writing .mp4 needs imageio-ffmpeg: pip install "oniris-env[video]" (or write a .gif)') from e
+        raise ImportError(MP4_EXTRA) from e
     h, w, _ = shape
     pad_h, pad_w = h % 2, w % 2  # yuv420p needs even sizes
     writer = imageio_ffmpeg.write_frames(

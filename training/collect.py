@@ -4,11 +4,15 @@ Episode `i` of a folder is determined by `(seed, i)` alone (its own seed is deri
 `--seed S --episodes 40` writes the same 40 episodes as two runs of `--episodes 20` into one folder, and a
 re-run appends new episodes instead of rewriting old ones. Workers write their episode files atomically; the
 main process extends the manifest in index order, so an interrupted run loses at most the episodes in flight,
-and files that were finished but not yet listed are checked and adopted on the next run.
+and files that were finished but not yet listed are checked and adopted on the next run. Workers watch the main
+process and exit within a second of its death (SIGTERM, SIGKILL, the OOM killer): no orphan goes on recording
+queued episodes or holding the caller's pipes open.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -22,6 +26,7 @@ from oniris_env.real_env import episode_seed
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from training.episodes import (
     EpisodeFileError,
+    check_kind,
     episode_filename,
     load_episode,
     manifest_spec,
@@ -89,6 +94,18 @@ def _record(out_dir: str, index: int, seed: int, policy: str, spec_dict: dict) -
     return {"file": name, "index": index, **meta}
 
 
+def _exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """Worker initializer: a daemon thread ends this process as soon as process `parent` is gone (the worker is
+    then re-parented, so `os.getppid()` changes). Portable, unlike Linux's PR_SET_PDEATHSIG."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)  # at once: no clean-up that could wait on the dead parent
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _adopt(path: Path, index: int, seed: int) -> dict | None:
     """Manifest entry for a finished-but-unlisted file of an interrupted run, or None if there is none."""
     if not path.exists():
@@ -113,7 +130,8 @@ def collect_episodes(
 ) -> list[dict[str, Any]]:
     """Append `episodes` new episodes to `out_dir` and return their manifest entries.
 
-    Raises `SpecMismatchError` when the folder holds episodes recorded with another spec.
+    Raises `SpecMismatchError` when the folder holds episodes recorded with another spec, `EpisodeFileError` (a
+    ValueError) when it is not an episode folder (e.g. latents).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -127,6 +145,7 @@ def collect_episodes(
     if manifest is None:
         manifest = new_manifest(spec)
     else:
+        check_kind(manifest, "frames", out)
         spec.check_matches(manifest_spec(manifest), f"dataset {out}")
     start = len(manifest["episodes"])
     used = {e["seed"] for e in manifest["episodes"]}
@@ -165,7 +184,9 @@ def collect_episodes(
                 bar.update()
                 commit()
         else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(
+                workers, mp_context=get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
+            ) as pool:
                 pending: set[Future] = {
                     pool.submit(_record, str(out), index, ep_seed, policy, spec.to_dict()) for index, ep_seed in todo
                 }

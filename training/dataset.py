@@ -71,7 +71,7 @@ class EpisodeWindows:
         if not 0 <= rank < world_size:
             raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}")
         self.root, self.window, self.split, self.key = Path(root), window, split, key
-        manifest = require_manifest(self.root, _HINTS[key])
+        manifest = require_manifest(self.root, _HINTS[key], kind=key)
         self.manifest = manifest
         self.spec = manifest_spec(manifest)
         entries = [

@@ -10,7 +10,8 @@ The trainers use it for the few things that differ under DDP:
 - `wrap`: the module whose forward computes the loss, in DDP (gradients averaged over ranks in backward);
 - `rank_seed`: distinct data / noise streams per rank (rank 0 keeps the configured seed);
 - `shard`: which episodes a rank samples from (episode i of a split goes to rank i % world_size);
-- `barrier`, `all_gather`, `broadcast`, `mean`: the collectives around checkpoints, logging and sync checks.
+- `barrier`, `all_gather`, `broadcast`, `mean`, `any`: the collectives around checkpoints, logging, sync checks
+  and stop requests.
 """
 
 from __future__ import annotations
@@ -146,6 +147,17 @@ class DistributedContext:
         t = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return dict(zip(values, (t / self.world_size).tolist(), strict=True))
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when `flag` is True on any rank (e.g. a SIGTERM one rank received); `flag` itself
+        in one process."""
+        if not self.distributed:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
     def destroy(self) -> None:
         """Leave the process group if `from_env` created it."""

@@ -8,7 +8,6 @@ refuses to mix latents of two VAEs. Encoding is resumable: episodes already list
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from oniris_env.checksums import sha256
 from training.episodes import (
     TRANSITION_KEYS,
     load_episode,
@@ -26,14 +26,6 @@ from training.episodes import (
     save_episode,
     write_manifest,
 )
-
-
-def file_sha256(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @torch.inference_mode()
@@ -61,7 +53,7 @@ def encode_dataset(
     from oniris_env.vae import load_vae, shipped_vae_path
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    source = require_manifest(data_dir, "oniris-env collect --episodes N --out DIR")
+    source = require_manifest(data_dir, "oniris-env collect --episodes N --out DIR", kind="frames")
     spec = manifest_spec(source)
     vae_file = Path(vae_path) if vae_path is not None else shipped_vae_path()
     vae = load_vae(vae_file if vae_path is not None else None, device=device, spec=spec)
@@ -70,7 +62,7 @@ def encode_dataset(
             f"{vae_file}: the world model needs one latent per env step, but this VAE compresses time by "
             f"g = {vae.config.time_compression}; train a VAE with g = 1"
         )
-    vae_info = {"sha256": file_sha256(vae_file), "file": str(vae_file), "config": vae.config.to_dict()}
+    vae_info = {"sha256": sha256(vae_file), "file": str(vae_file), "config": vae.config.to_dict()}
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(out_dir)
     if manifest is None:

@@ -124,9 +124,27 @@ def manifest_spec(manifest: dict[str, Any]) -> GameSpec:
     return GameSpec.from_dict(manifest["spec"])
 
 
-def require_manifest(root: Path | str, hint: str) -> dict[str, Any]:
-    """The manifest of `root`, or a FileNotFoundError naming the path and `hint` (the command that makes it)."""
+KINDS = {
+    "frames": "an episode folder (recorded frames, made by `oniris-env collect`)",
+    "latents": "a latent folder (made by `oniris-env encode`)",
+}
+"""What each folder kind (`manifest["kind"]`) holds, as the messages name it."""
+
+
+def check_kind(manifest: dict[str, Any], kind: str, root: Path | str) -> None:
+    """Raise `EpisodeFileError` naming the folder and both kinds unless `manifest` is of `kind` (a manifest
+    without a kind holds frames)."""
+    found = manifest.get("kind", "frames")
+    if found != kind:
+        raise EpisodeFileError(f"{root} is {KINDS.get(found, repr(found))}, but this needs {KINDS[kind]}")
+
+
+def require_manifest(root: Path | str, hint: str, kind: str | None = None) -> dict[str, Any]:
+    """The manifest of `root`, or a FileNotFoundError naming the path and `hint` (the command that makes it);
+    with `kind`, an `EpisodeFileError` when the folder is of another kind (`check_kind`)."""
     manifest = read_manifest(root)
     if manifest is None:
         raise FileNotFoundError(f"no dataset at {Path(root)} (missing {MANIFEST}); create it with: {hint}")
+    if kind is not None:
+        check_kind(manifest, kind, root)
     return manifest

@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from oniris_env.checksums import sha256
 from training.bank import DEFAULT_CONTEXT_LENGTH
-from training.encode import file_sha256
 from training.policies import POLICY_NAMES
 from training.vae.config import TRAIN_VAE_PRESETS, TrainVAEConfig
 from training.world_model.config import TrainWorldModelConfig
@@ -362,7 +362,7 @@ def _vae_stages(folders: RunFolders, config: PipelineConfig, progress: bool, ech
     if config.vae_finetune is None:
         return main
     finetune = replace(config.vae_finetune, init_from=str(main))
-    _vae_stage("vae_ft", folders, folders.vae_ft, finetune, file_sha256(main), progress, echo)
+    _vae_stage("vae_ft", folders, folders.vae_ft, finetune, sha256(main), progress, echo)
     return folders.vae_ft / "vae.safetensors"
 
 
@@ -391,7 +391,7 @@ def _encode_stage(name: str, data: Path, latents: Path, vae: Path, progress: boo
     manifest = read_manifest(latents)
     if manifest is None:
         echo(f"{name}: run")
-    elif manifest.get("vae", {}).get("sha256") != file_sha256(vae):
+    elif manifest.get("vae", {}).get("sha256") != sha256(vae):
         echo(f"{name}: rerun (latents of another VAE)")
         shutil.rmtree(latents)
     else:
@@ -433,7 +433,7 @@ def _bundle_stage(folders: RunFolders, config: PipelineConfig, vae: Path, echo: 
     bundle = folders.bundle
     sources = {VAE_FILE: vae, WORLD_MODEL_FILE: folders.wm / WEIGHTS_NAME}
     current = all(
-        (bundle / name).is_file() and file_sha256(bundle / name) == file_sha256(src) for name, src in sources.items()
+        (bundle / name).is_file() and sha256(bundle / name) == sha256(src) for name, src in sources.items()
     )
     if current and (bundle / CONTEXTS_FILE).is_file():
         echo("bundle: skip (complete)")
@@ -457,7 +457,7 @@ def _heads_stage(folders: RunFolders, config: PipelineConfig, progress: bool, ec
 
     assert config.head_refit is not None
     roots = [folders.latents] + ([folders.head_latents] if config.head_episodes else [])
-    sources = [file_sha256(folders.bundle / WORLD_MODEL_FILE)] + [_latents_fingerprint(r) for r in roots]
+    sources = [sha256(folders.bundle / WORLD_MODEL_FILE)] + [_latents_fingerprint(r) for r in roots]
     fingerprint = hashlib.sha256(json.dumps(sources).encode()).hexdigest()
     # Complete = the report exists (refit_bundle writes it last); it has no steps, so any report counts as step 0.
     status = _trainer_status(folders.heads, REPORT_FILE, 0, fingerprint, _report_step)

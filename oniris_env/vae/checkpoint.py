@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from oniris_env.checksums import verify_checksum
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from oniris_env.vae.config import VAEConfig
 from oniris_env.vae.model import GroupCausalVAE
@@ -76,7 +77,8 @@ def load_vae(
     """Load a VAE in eval mode. `path=None` loads the weights shipped in the package.
 
     Raises `FileNotFoundError` (missing file, with the command that trains one), `ValueError` (corrupt or
-    foreign file, naming it) or `oniris_env.spec.SpecMismatchError` (made for another game spec).
+    foreign file, or one whose sha256 differs from the one recorded beside it, naming it) or
+    `oniris_env.spec.SpecMismatchError` (made for another game spec).
     """
     from safetensors.torch import load_file
 
@@ -90,6 +92,7 @@ def load_vae(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no VAE checkpoint at {path}; train one with `{TRAIN_COMMAND}`")
+    verify_checksum(path)
     meta = read_vae_metadata(path)
     spec.check_matches(GameSpec.from_dict(meta["spec"]), str(path))
     model = GroupCausalVAE(VAEConfig.from_dict(meta["config"]))

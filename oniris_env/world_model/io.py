@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from oniris_env.checksums import verify_checksum
 from oniris_env.spec import DEFAULT_SPEC, GameSpec, SpecMismatchError
 from oniris_env.world_model.config import WorldModelConfig
 from oniris_env.world_model.model import WorldModel
@@ -80,10 +81,11 @@ def load_world_model(
 
     Raises `SpecMismatchError` naming both specs when the file was trained for another `GameSpec` than `spec`
     (pass `spec=None` to skip the check), `FileNotFoundError` when missing, `ValueError` naming the file when
-    it is corrupt or not world-model weights.
+    it is corrupt, not world-model weights, or differs from the sha256 recorded beside it (`oniris_env.checksums`).
     """
     path = SHIPPED_WEIGHTS if path is None else Path(path)
     meta = read_metadata(path)
+    verify_checksum(path)
     if spec is not None:
         spec.check_matches(meta["spec"], f"world-model weights {path}")
     model = WorldModel(meta["config"])

@@ -61,3 +61,42 @@ def test_train_vae_finetune_needs_init_from(tmp_path):
     assert result.exit_code == 2 and "--init-from" in result.output
     result = runner.invoke(app, ["train", "vae", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "oniris-env collect" in result.output
+
+
+def _latent_folder(root):
+    from oniris_env.spec import GameSpec
+    from training.episodes import new_manifest, write_manifest
+
+    root.mkdir()
+    write_manifest(root, new_manifest(GameSpec(), kind="latents", latent_shape=[12, 8, 8]))
+    return root
+
+
+def test_collect_refuses_a_latent_folder_and_leaves_it_alone(tmp_path):
+    latents = _latent_folder(tmp_path / "latents")
+    before = (latents / "manifest.json").read_text()
+    result = runner.invoke(app, ["collect", "--episodes", "1", "--out", str(latents), "--no-preview"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "latent folder" in result.output and len(result.output.strip().splitlines()) == 1
+    assert (latents / "manifest.json").read_text() == before and not list(latents.glob("ep_*"))
+
+
+def test_trainers_refuse_a_folder_of_the_wrong_kind_in_one_line(tmp_path):
+    latents = _latent_folder(tmp_path / "latents")
+    frames = tmp_path / "frames"
+    assert runner.invoke(app, ["collect", "--episodes", "1", "--out", str(frames), "--no-preview"]).exit_code == 0
+    for args, wanted in (
+        (["train", "vae", "--data", str(latents), "--preset", "tiny"], "episode folder"),
+        (["train", "world-model", "--latents", str(frames), "--preset", "tiny"], "latent folder"),
+        (["encode", "--data", str(latents)], "episode folder"),
+    ):
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])
+        assert result.exit_code == 2, (args, result.output)
+        assert wanted in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_library_collect_refuses_a_latent_folder(tmp_path):
+    from training.collect import collect_episodes
+
+    with pytest.raises(ValueError, match="latent folder"):
+        collect_episodes(_latent_folder(tmp_path / "latents"), 1, progress=False)

@@ -46,6 +46,28 @@ def test_cli_dream_writes_an_annotated_video(tmp_path, random_bundle):
     assert CliRunner().invoke(app, ["dream", "--out", str(tmp_path / "x.avi")]).exit_code == 2
 
 
+def test_cli_dream_on_diverged_weights_exits_2_instead_of_a_black_video(tmp_path, random_bundle):
+    import shutil
+
+    import torch
+
+    from oniris_env.bundle import WORLD_MODEL_FILE
+    from oniris_env.spec import DEFAULT_SPEC
+    from oniris_env.world_model import load_world_model, save_world_model
+
+    bundle = shutil.copytree(random_bundle, tmp_path / "nan")
+    model = load_world_model(bundle / WORLD_MODEL_FILE)
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.dim() > 1).fill_(float("nan"))
+    save_world_model(model, bundle / WORLD_MODEL_FILE, DEFAULT_SPEC)
+    out = tmp_path / "dream.gif"
+    args = ["dream", "--steps", "3", "--denoise-steps", "2", "--device", "cpu", "--out", str(out), "--weights"]
+    result = CliRunner().invoke(app, [*args, str(bundle)])
+    assert result.exit_code == 2, result.output
+    assert "non-finite" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
 def test_cli_check_runs_both_checkers_on_a_bundle(random_bundle):
     result = CliRunner().invoke(app, ["check", "--weights", str(random_bundle)])
     assert result.exit_code == 0, result.output

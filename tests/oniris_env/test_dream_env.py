@@ -189,6 +189,31 @@ def test_corrupt_files_are_named(bundle: Path, tmp_path: Path) -> None:
             OnirisLunarLanderDream(weights=broken)
 
 
+def test_damaged_file_with_a_valid_header_is_named_by_its_checksum(bundle: Path, tmp_path: Path) -> None:
+    """Flipped bytes inside the tensors leave a loadable file: only the recorded checksum tells."""
+    from oniris_env.checksums import write_checksums
+
+    for name in (VAE_FILE, WORLD_MODEL_FILE, CONTEXTS_FILE):
+        damaged = _copy_bundle(bundle, tmp_path / f"damaged-{name}")
+        write_checksums(damaged, (VAE_FILE, WORLD_MODEL_FILE, CONTEXTS_FILE))
+        OnirisLunarLanderDream(weights=damaged).close()  # intact: loads
+        data = bytearray((damaged / name).read_bytes())
+        data[-9:-1] = b"\xff" * 8  # the last bytes of the last tensor (NaN in float32)
+        (damaged / name).write_bytes(bytes(data))
+        with pytest.raises(ValueError, match=rf"{name.replace('.', '[.]')} is damaged.*SHA256SUMS"):
+            OnirisLunarLanderDream(weights=damaged)
+
+
+def test_shipped_weights_match_their_recorded_checksums() -> None:
+    from oniris_env.checksums import RECORD, verify_checksum
+
+    shipped = shipped_weights_dir()
+    recorded = (shipped / RECORD).read_text()
+    for name in (VAE_FILE, WORLD_MODEL_FILE, CONTEXTS_FILE):
+        assert f"  {name}\n" in recorded
+        verify_checksum(shipped / name)
+
+
 def test_pickled_start_contexts_are_never_unpickled(bundle: Path, tmp_path: Path) -> None:
     evil = _copy_bundle(bundle, tmp_path / "evil")
     np.savez(evil / CONTEXTS_FILE, frames=np.array([object()], dtype=object), actions=np.zeros(1), spec=np.array("{}"))

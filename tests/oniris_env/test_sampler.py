@@ -176,6 +176,15 @@ def test_action_guidance_rejects_the_start_action() -> None:
         SamplerConfig(action_guidance=-1.0)
 
 
+def test_sampler_refuses_a_non_finite_latent() -> None:
+    """Damaged weights must not dream NaN silently: the sampler raises instead of returning the frame."""
+    model = tiny_model()
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.dim() > 1).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        sample_next(model, model.init_cache(2), torch.tensor([0, 1]), torch.Generator(), SamplerConfig())
+
+
 def test_sampler_is_reproducible_from_the_generator() -> None:
     model = tiny_model()
     cfg = SamplerConfig()

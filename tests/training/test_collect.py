@@ -119,3 +119,33 @@ def test_validation_episodes_are_the_held_out_split_in_manifest_order(dataset, t
     assert first.length == len(arrays["actions"]) and first.outcome == entries[0]["outcome"]
     with pytest.raises(FileNotFoundError, match="oniris-env collect"):
         validation_episodes(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_workers_exit_when_the_collecting_process_dies(tmp_path, sig):
+    """Killing `collect --workers 2` (kill, timeout, the OOM killer) must not leave workers writing episodes and
+    holding the caller's pipes open: the pipes reach end-of-file soon after."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    path = os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    out = tmp_path / "real"
+    cmd = [sys.executable, "-m", "oniris_env", "collect", "--episodes", "200", "--workers", "2", "--out", str(out)]
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=pipe, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("ep_*.npz")):  # the workers are recording
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.2)
+        proc.send_signal(getattr(signal, sig))
+        proc.communicate(timeout=15)  # end-of-file once every process holding the pipe (workers, helper) has exited
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # on failure, whatever the run left behind (its own process group)
+        proc.wait()

@@ -35,8 +35,9 @@ def _write_latent_dataset(root: Path, episodes: int) -> None:
     module.write_latent_dataset(root, episodes=episodes)
 
 
-def torchrun(*args: str, ranks: int = 2) -> subprocess.CompletedProcess:
-    """`python -m torch.distributed.run --standalone --nproc_per_node=RANKS -m oniris_env ARGS` (1 thread each)."""
+def torchrun_command(*args: str, ranks: int = 2) -> tuple[list[str], dict[str, str]]:
+    """`python -m torch.distributed.run --standalone --nproc_per_node=RANKS -m oniris_env ARGS` (1 thread each),
+    and its environment."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
     env |= {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", "")}
     cmd = [
@@ -49,6 +50,12 @@ def torchrun(*args: str, ranks: int = 2) -> subprocess.CompletedProcess:
         "oniris_env",
         *args,
     ]
+    return cmd, env
+
+
+def torchrun(*args: str, ranks: int = 2) -> subprocess.CompletedProcess:
+    """Run `torchrun_command(*args)` to the end; it must succeed."""
+    cmd, env = torchrun_command(*args, ranks=ranks)
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result
@@ -147,6 +154,32 @@ def test_world_model_two_cpu_ranks_stay_in_sync_and_checkpoints_interchange(tmp_
     # the DDP checkpoint resumes in one process for one more step
     train_world_model(tmp_path / "lat", run, config=TrainWorldModelConfig.tiny(steps=4), progress=False)
     assert load_checkpoint(run).step == 4
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_saves_on_every_rank(tmp_path: Path) -> None:
+    """SIGTERM to torchrun (a scheduler's time limit) reaches both ranks: they stop after the same step and the
+    checkpoint holds that step with both ranks' RNG streams, instead of losing everything since the last one."""
+    import signal
+    import time
+
+    _write_latent_dataset(tmp_path / "lat", episodes=8)
+    run = tmp_path / "run"
+    args = ["train", "world-model", "--latents", str(tmp_path / "lat"), "--out", str(run), "--preset", "tiny"]
+    cmd, env = torchrun_command(*args, "--steps", "100000", "--device", "cpu", "--no-compile")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not (run / "metrics.jsonl").is_file() or not any(r["split"] == "train" for r in read_metrics(run)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    state = load_checkpoint(run)
+    assert f"stopped by SIGTERM after step {state.step}," in stderr, stderr[-3000:]
+    assert len(state.rank_rngs) == 2 and state.step >= 5
 
 
 @pytest.mark.slow

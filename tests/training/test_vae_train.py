@@ -68,6 +68,35 @@ def test_resume_after_interrupt_loses_no_step(episodes: Path, tmp_path: Path, mo
     assert steps[:-1] == [2, 4, 6, 8, 10, 12] and steps[-1] == 12  # each step logged once, then the result
 
 
+def test_sigterm_saves_like_ctrl_c(episodes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM (kill, timeout, schedulers, torchrun) during step 7 ends the run after that step with a checkpoint of
+    7 steps and exit code 143; resuming gives the uninterrupted run's weights."""
+    import os
+    import signal
+
+    from training.interrupt import Terminated
+
+    straight = load_vae(train_vae(episodes, tmp_path / "straight", config=FAST, progress=False))
+    real_loss, calls = train_module.vae_loss, {"n": 0}
+
+    def terminated_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "vae_loss", terminated_loss)
+    with pytest.raises(Terminated) as stopped:
+        train_vae(episodes, tmp_path / "resumed", config=FAST, progress=False)
+    assert stopped.value.code == 128 + signal.SIGTERM and stopped.value.step == 7
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler lives only while training
+    monkeypatch.setattr(train_module, "vae_loss", real_loss)
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["step"] == 7
+    resumed = load_vae(train_vae(episodes, tmp_path / "resumed", config=FAST, progress=False))
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=lambda m, name=name: f"{name}: {m}")
+
+
 def test_resume_refuses_another_config(episodes: Path, tmp_path: Path) -> None:
     train_vae(episodes, tmp_path / "run", config=replace(FAST, steps=2), progress=False)
     with pytest.raises(ValueError, match="another config"):

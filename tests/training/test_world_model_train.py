@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -223,20 +226,28 @@ def test_cli_overrides_window_and_clip_length(latents_dir, tmp_path):
 
 
 class InterruptingWindows(CountingWindows):
-    """Raises KeyboardInterrupt (as Ctrl-C would) when the trainer draws training batch number `at` (1-based)."""
+    """Interrupts the trainer when it draws training batch number `at` (1-based): raises KeyboardInterrupt (as
+    Ctrl-C would) or, with `sigterm`, sends this process SIGTERM (as kill, timeout or torchrun would)."""
 
-    def __init__(self, windows: EpisodeWindows, at: int) -> None:
+    def __init__(self, windows: EpisodeWindows, at: int, sigterm: bool = False) -> None:
         super().__init__(windows)
-        self.at = at
+        self.at, self.sigterm = at, sigterm
 
     def sample_batch(self, rng, batch_size, start_fraction=0.0, end_fraction=0.0):
         if len([c for c in self.calls if c != (0.0, 0.0)]) + 1 == self.at:
-            rng.random()  # the interrupted step has already used the generator: the checkpoint must not keep that
-            raise KeyboardInterrupt
+            if self.sigterm:  # the step goes on: the run saves after it
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                rng.random()  # the interrupted step has already used the generator: the checkpoint must not keep that
+                raise KeyboardInterrupt
         return super().sample_batch(rng, batch_size, start_fraction, end_fraction)
 
 
-def test_ctrl_c_saves_and_the_run_resumes_exactly(latents_dir, tmp_path):
+@pytest.mark.parametrize("sigterm", [False, True], ids=["ctrl-c", "sigterm"])
+def test_an_interruption_saves_and_the_run_resumes_exactly(latents_dir, tmp_path, sigterm):
+    """Ctrl-C during step 7 saves 6 steps (step 7 is redone); SIGTERM lets step 7 end, saves 7 and exits 143."""
+    from training.interrupt import Terminated
+
     def windows(split):
         return EpisodeWindows(latents_dir, 6, split=split, key="latents", val_fraction=0.34)
 
@@ -244,15 +255,37 @@ def test_ctrl_c_saves_and_the_run_resumes_exactly(latents_dir, tmp_path):
     straight = train_world_model(
         None, tmp_path / "a", config=cfg, train_data=windows("train"), val_data=windows("val"), progress=False
     )
-    with pytest.raises(KeyboardInterrupt):  # during step 7; no periodic checkpoint before it (val_every 100)
+    with pytest.raises(Terminated if sigterm else KeyboardInterrupt) as stopped:  # no periodic checkpoint before
         train_world_model(
-            None, tmp_path / "b", config=cfg, train_data=InterruptingWindows(windows("train"), at=7),
+            None, tmp_path / "b", config=cfg, train_data=InterruptingWindows(windows("train"), 7, sigterm),
             val_data=windows("val"), progress=False,
         )
-    assert read_metadata(tmp_path / "b" / "world_model.safetensors")["extra"]["step"] == 6
+    if sigterm:
+        assert stopped.value.code == 128 + signal.SIGTERM and stopped.value.step == 7
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler lives only while training
+    assert read_metadata(tmp_path / "b" / "world_model.safetensors")["extra"]["step"] == (7 if sigterm else 6)
     resumed = train_world_model(
         None, tmp_path / "b", config=cfg, train_data=windows("train"), val_data=windows("val"), progress=False
     )
     a, b = load_file(straight), load_file(resumed)
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
+
+
+def test_resume_refuses_a_changed_config_naming_the_fields(latents_dir, tmp_path):
+    """The saved config used to win silently over new settings (a `default` preset kept training the tiny model)."""
+    from typer.testing import CliRunner
+
+    from oniris_env.cli import app
+
+    cfg = TrainWorldModelConfig.tiny(steps=2)
+    train_world_model(latents_dir, tmp_path / "run", config=cfg, progress=False)
+    changed = replace(cfg, lr_ref=0.5, clip_frames=4)
+    with pytest.raises(ValueError, match=r"clip_frames: 6 -> 4; lr_ref: 0.002 -> 0.5.*resume=False"):
+        train_world_model(latents_dir, tmp_path / "run", config=changed, progress=False)
+    more = replace(cfg, steps=3, num_threads=1)
+    resumed = train_world_model(latents_dir, tmp_path / "run", config=more, progress=False)
+    assert read_metadata(resumed)["extra"]["step"] == 3  # more steps and other threads are not a new config
+    args = ["train", "world-model", "--latents", str(latents_dir), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    result = CliRunner().invoke(app, [*args, "--preset", "default"])
+    assert result.exit_code == 2 and "--no-resume" in result.output and len(result.output.strip().splitlines()) == 1

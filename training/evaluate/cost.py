@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from oniris_env.bundle import BUNDLE_FILES, Bundle
+from oniris_env.checksums import sha256
 from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
 from oniris_env.simulator import DreamSimulator
 
@@ -32,10 +32,6 @@ def dream_steps_per_s(
     for _ in range(steps):
         sim.step(rng.integers(bundle.spec.num_actions, size=batch))
     return batch * steps / (time.perf_counter() - start)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def bundle_files(path: Path) -> dict[str, dict]:

@@ -8,10 +8,11 @@ validates and writes files (the others wait at a barrier). Without `WORLD_SIZE` 
 A run folder holds `train_config.json`, `metrics.jsonl` (one JSON object per line), `checkpoint.pt` (resume
 state: plain tensors and numbers, loaded with `weights_only=True`) and, at the end, `vae.safetensors` (the model
 with its measured latent shift/scale, see `oniris_env.vae.checkpoint`) and `eval.json`. Checkpoints are written
-to a temp file and renamed, every `checkpoint_every` steps, at the end and on KeyboardInterrupt; a resumed run
-continues from the saved step with the saved optimizer and RNG states, so no step is lost or repeated. Under
-DDP the file also holds every rank's RNG states (`rank_rngs`); Ctrl-C writes no extra checkpoint there (a rank
-may already be gone), a restarted job resumes from the last periodic one.
+to a temp file and renamed, every `checkpoint_every` steps, at the end, on KeyboardInterrupt and on SIGTERM (after
+the current step, on every rank, then `training.interrupt.Terminated`: exit code 143); a resumed run continues
+from the saved step with the saved optimizer and RNG states, so no step is lost or repeated. Under DDP the file
+also holds every rank's RNG states (`rank_rngs`); Ctrl-C writes no extra checkpoint there (a rank may already be
+gone), a restarted job resumes from the last periodic one.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from oniris_env.config_io import config_changes
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from oniris_env.vae import VAE_PRESETS, GroupCausalVAE, VAEConfig, load_vae, save_vae
 from training.dataset import EpisodeWindows
 from training.distributed import DistributedContext, strip_wrapper_prefixes, sync_record
+from training.interrupt import StopOnSigterm, report_stop
 from training.vae.config import TRAIN_VAE_PRESETS, TrainVAEConfig
 from training.vae.evaluate import evaluate_vae
 from training.vae.losses import excess_loss, group_kl, reconstruction_loss
@@ -110,6 +113,14 @@ def measure_latent_stats(
 def _rng_state(rng: np.random.Generator) -> tuple[str, torch.Tensor]:
     """Snapshot of the batch-sampling and posterior-noise RNGs, as (JSON text, uint8 tensor)."""
     return json.dumps(rng.bit_generator.state), torch.get_rng_state()
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    """The resume state at `path` (`weights_only=True`), or a ValueError naming the file when it is unreadable."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 (truncated, foreign or corrupt: any failure means the file is unusable)
+        raise ValueError(f"cannot resume from {path}: {e}; delete it (or pass --no-resume) to start over") from e
 
 
 def _save_checkpoint(
@@ -229,15 +240,15 @@ def _train(
     if ctx.rank:
         torch.manual_seed(ctx.rank_seed(cfg.seed))  # posterior noise (the init above is the same on every rank)
     step, elapsed = 0, 0.0
-    state = torch.load(ckpt_path, weights_only=True) if resume and ckpt_path.exists() else None
+    state = _load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     if len(set(ctx.all_gather(-1 if state is None else int(state["step"])))) > 1:
         raise ValueError(f"the ranks see different checkpoints in {out}: put --out on a filesystem all nodes share")
     if state is not None:
         saved = json.loads(state["config"])
-        if {**saved, "steps": cfg.steps} != cfg.to_dict():  # only `steps` may change (to extend a run)
+        if changes := config_changes({**saved, "steps": cfg.steps}, cfg.to_dict()):  # only `steps` may change
             raise ValueError(
-                f"{ckpt_path} was trained with another config; use resume=False or a new out dir.\n"
-                f"  saved: {saved}\n  now:   {cfg.to_dict()}"
+                f"{ckpt_path} was trained with another config ({'; '.join(changes)}); resume with its own settings, "
+                "or start fresh with resume=False (CLI: --no-resume) or a new out dir"
             )
         model.load_state_dict(strip_wrapper_prefixes(state["model"]))
         opt.load_state_dict(state["optimizer"])
@@ -280,8 +291,9 @@ def _train(
         ctx.barrier()
 
     model.train()
+    stop, saved_step = StopOnSigterm().install(), step
     try:
-        while step < cfg.steps:
+        while step < cfg.steps and not stop.requested(ctx):  # every rank stops after the same step
             # RNG states at the start of the step: an interrupted step is redone with the same batch and noise.
             rng_state = _rng_state(rng)
             for group in opt.param_groups:
@@ -330,11 +342,19 @@ def _train(
             rng_state = _rng_state(rng)
             if step % cfg.checkpoint_every == 0:
                 checkpoint(rng_state)
+                saved_step = step
+        if step < cfg.steps and stop.requested(ctx):  # SIGTERM: save as Ctrl-C does, on every rank
+            bar.close()
+            if saved_step != step:
+                checkpoint(_rng_state(rng))
+            raise report_stop(step, out, ctx.is_main)
     except KeyboardInterrupt:
         if not ctx.distributed:
             _save_checkpoint(ckpt_path, model, opt, step, rng_state, cfg)
         bar.close()
         raise
+    finally:
+        stop.restore()
     checkpoint(_rng_state(rng))
     bar.close()
     wall = time.perf_counter() - t0

@@ -360,12 +360,12 @@ def refit_bundle(
     the bundle's path and the report (held-out termination before and after, on real frames and in the
     terminal-anchored dreams; reward MAE on real frames). Recorded head inputs are kept in `out` and reused."""
     from oniris_env.bundle import BUNDLE_FILES, WORLD_MODEL_FILE, load_bundle
+    from oniris_env.checksums import sha256
     from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD, threshold_logit
     from oniris_env.world_model import read_metadata, save_world_model
-    from training.encode import file_sha256
 
     bundle = load_bundle(weights)
-    vae_sha = file_sha256(bundle.path / "vae.safetensors")
+    vae_sha = sha256(bundle.path / "vae.safetensors")
     manifests = [require_manifest(root, "oniris-env encode") for root in latent_roots]
     for root, manifest in zip(latent_roots, manifests, strict=True):
         if manifest.get("vae", {}).get("sha256") != vae_sha:
@@ -382,7 +382,7 @@ def refit_bundle(
             "ones; record more (oniris-env collect) or change val_fraction"
         )
     key = {
-        "world_model": file_sha256(bundle.path / WORLD_MODEL_FILE),
+        "world_model": sha256(bundle.path / WORLD_MODEL_FILE),
         "episodes": [[str(r), len(m["episodes"])] for r, m in zip(latent_roots, manifests, strict=True)],
         "sigma": sampler.sigma_min,
         "seed": config.seed,

@@ -19,10 +19,19 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from oniris_env.config_io import config_changes
 from oniris_env.spec import GameSpec
 from oniris_env.world_model import WorldModel, WorldModelConfig, load_world_model, save_world_model
 from training.distributed import DistributedContext, sync_record
-from training.world_model.checkpoint import TrainState, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from training.interrupt import StopOnSigterm, report_stop
+from training.world_model.checkpoint import (
+    CHECKPOINT_NAME,
+    TrainState,
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
 from training.world_model.config import TrainWorldModelConfig
 from training.world_model.ema import PowerFunctionEMA
 from training.world_model.loss import DartBatch, DartObjective, LossUncertainty, dart_losses
@@ -130,16 +139,18 @@ def train_world_model(
     its own shard of the training episodes; `cfg.batch_size` is per rank, so the global batch is
     `batch_size * world_size`; rank 0 alone logs, validates and writes files).
 
-    Checkpoints (resume state + EMA weights) are written every `cfg.val_every` steps, at the end and, in one
-    process, on KeyboardInterrupt (the interrupted step is redone on resume with the same batch and noise). Under
-    DDP Ctrl-C writes none (a rank may already be gone): a restarted job resumes from the last periodic one.
+    Checkpoints (resume state + EMA weights) are written every `cfg.val_every` steps, at the end, on SIGTERM on
+    every rank (after the current step, then `training.interrupt.Terminated`: exit code 143) and, in one process,
+    on KeyboardInterrupt (the interrupted step is redone on resume with the same batch and noise). Under DDP
+    Ctrl-C writes none (a rank may already be gone): a restarted job resumes from the last periodic one.
 
     Args:
         latents_dir: folder written by `oniris-env encode` (ignored when `train_data` is given).
         out_dir: run folder: `checkpoint.pt` (resume), `metrics.jsonl`, `world_model.safetensors` (EMA weights).
             Under a multi-node job it must be on a filesystem that every node sees.
         preset: `TrainWorldModelConfig` preset, used when `config` is None.
-        resume: continue from `out_dir/checkpoint.pt` when present (the saved configs win).
+        resume: continue from `out_dir/checkpoint.pt` when present; a config that differs from the saved one in
+            more than `steps` and `num_threads` is refused (ValueError naming the fields), as `train_vae` does.
         train_data, val_data: objects with `sample_batch` and `spec` (default: `EpisodeWindows` splits).
         stop_after: stop (with a checkpoint) after this many steps in this call, as an interruption would.
         device: 'cpu' | 'cuda' | 'auto' (under torchrun on CUDA, rank r uses `cuda:{LOCAL_RANK}`).
@@ -165,6 +176,25 @@ def _init_config(path: str, data: BatchSource) -> WorldModelConfig:
             f"the dataset has {tuple(sample.shape[2:])}"
         )
     return config
+
+
+RESUME_MAY_CHANGE = ("steps", "num_threads")
+"""Settings a resumed run may change: a longer run, and the threads of this machine."""
+
+
+def _check_resumable(cfg: TrainWorldModelConfig, saved: dict[str, Any], out: Path) -> None:
+    """Raise ValueError naming the differing fields unless `cfg` is the saved config up to `RESUME_MAY_CHANGE`
+    (and a `bf16` left to be measured, None)."""
+    now = json.loads(json.dumps(cfg.to_dict()))  # the saved config's JSON form: tuples as lists
+    now |= {k: saved.get(k) for k in RESUME_MAY_CHANGE}
+    if now["bf16"] is None:
+        now["bf16"] = saved.get("bf16")
+    if changes := config_changes(saved, now):
+        raise ValueError(
+            f"{out / CHECKPOINT_NAME} was trained with another config ({'; '.join(changes)}); resume with its own "
+            "settings (only steps and threads may change), or start fresh with resume=False (CLI: --no-resume) or a "
+            "new out dir"
+        )
 
 
 def _restore_noise(generator: torch.Generator, state: Tensor, seed: int) -> None:
@@ -199,11 +229,13 @@ def _train(
     if len(set(ctx.all_gather(-1 if state is None else state.step))) > 1:
         raise ValueError(f"the ranks see different checkpoints in {out}: put --out on a filesystem all nodes share")
     if state is not None:
+        _check_resumable(cfg, state.train_config, out)
         cfg = TrainWorldModelConfig(
             **{
                 **state.train_config,
                 "adam_betas": tuple(state.train_config["adam_betas"]),
                 "steps": max(cfg.steps, state.train_config["steps"]),
+                "num_threads": cfg.num_threads,
             }
         )
     if cfg.num_threads:
@@ -340,8 +372,9 @@ def _train(
     window_start, window_frames = time.perf_counter(), 0
     model.train()
     step_rngs = (rng_state(data_rng), noise_rng.get_state())  # the streams at the start of the next step
+    stop, saved_step = StopOnSigterm().install(), step
     try:
-        while step < end:
+        while step < end and not stop.requested(ctx):  # every rank stops after the same step
             clips = train_data.sample_batch(data_rng, cfg.batch_size, cfg.start_clip_fraction, cfg.end_clip_fraction)
             batch = DartBatch.from_numpy(clips, dev)
             lr = learning_rate(step, cfg)
@@ -388,6 +421,12 @@ def _train(
                     val = validate(ema_model, uncertainty, val_batches, cfg)
                     log({"step": step, "split": "val", **val})
                 checkpoint(val)
+                saved_step = step
+        if step < end and stop.requested(ctx):  # SIGTERM: save as Ctrl-C does, on every rank
+            bar.close()
+            if saved_step != step:
+                checkpoint(None)
+            raise report_stop(step, out, ctx.is_main)
     except KeyboardInterrupt:
         bar.close()
         if not ctx.distributed:  # under DDP a rank may already be gone: resume from the last periodic checkpoint
@@ -395,6 +434,8 @@ def _train(
             noise_rng.set_state(step_rngs[1])
             checkpoint(None)
         raise
+    finally:
+        stop.restore()
     bar.close()
     if ctx.broadcast(step >= cfg.steps and not (out / WEIGHTS_NAME).is_file()):
         checkpoint(None)
