@@ -21,6 +21,8 @@ WORLDS = ("dream", "real")
 SELECTION_SEED = 4_000_000
 #: Base seed of the final real evaluation episodes: never used in training or selection.
 EVALUATION_SEED = 5_000_000
+#: Reward of a dream whose lander left the view: LunarLander's for leaving the screen (`DreamEpisodes`).
+LOST_LANDER_REWARD = -100.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class AgentConfig:
     limit, 500 steps)."""
     denoise_steps: int = 3
     """Euler steps of the dream's sampler."""
+    lost_lander_reward: float | None = LOST_LANDER_REWARD
+    """A dream whose lander leaves the view ends with this reward (LunarLander's for leaving the screen), instead
+    of going on with the reward head's guesses for an empty sky (`DreamEpisodes`); None: no such rule."""
     net_arch: tuple[int, ...] = (256, 256)
     """Hidden layers of the policy (and value) MLP."""
     learning_rate: float = 3e-4

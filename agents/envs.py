@@ -50,6 +50,7 @@ def dream_vec_env(
         sampler=SamplerConfig(num_steps=config.denoise_steps),
         render_mode="rgb_array" if render else None,
         termination_threshold=termination_threshold,
+        lost_lander_reward=config.lost_lander_reward,
     )
     venv.seed(config.seed if seed is None else seed)
     return observe(venv, config.frame_stack)

@@ -22,13 +22,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents.actors import Actor
-from agents.config import AgentConfig
+from agents.config import LOST_LANDER_REWARD, AgentConfig
 from agents.envs import dream_vec_env, real_vec_env
 from oniris_env.real_env import episode_seed
 
 SOLVED = 200.0
 """LunarLander counts as solved at a mean return of 200."""
-OUTCOMES = ("landed", "crashed", "flew_off", "timeout")
+OUTCOMES = ("landed", "crashed", "flew_off", "lost", "timeout")  # lost: a dream whose lander left the view
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,13 @@ def evaluate_dream(
     device: str = "auto",
     denoise_steps: int = 3,
     progress: bool = False,
+    lost_lander_reward: float | None = LOST_LANDER_REWARD,
 ) -> EvalResult:
-    """`actor` on `episodes` full-length dreams started from the bank (draws and sampler noise seeded by `seed`)."""
-    config = replace(observation_config(actor, "dream"), denoise_steps=denoise_steps)
+    """`actor` on `episodes` full-length dreams started from the bank (draws and sampler noise seeded by `seed`);
+    a dream whose lander leaves the view ends with `lost_lander_reward` (outcome 'lost'; None: no such rule)."""
+    config = replace(
+        observation_config(actor, "dream"), denoise_steps=denoise_steps, lost_lander_reward=lost_lander_reward
+    )
     num_envs = min(num_envs, episodes)
     quota = -(-episodes // num_envs)
     venv = dream_vec_env(config, weights, device, num_envs, seed)
@@ -134,8 +138,12 @@ def evaluate_dream(
             for i in np.flatnonzero(dones):
                 if len(done_per_env[i]) < quota:
                     info = infos[i]
-                    outcome = "timeout" if info.get("TimeLimit.truncated") else (
-                        "landed" if rewards[i] > 0 else "crashed")
+                    if info.get("TimeLimit.truncated"):
+                        outcome = "timeout"
+                    elif info.get("lost_lander"):
+                        outcome = "lost"
+                    else:
+                        outcome = "landed" if rewards[i] > 0 else "crashed"
                     done_per_env[i].append((float(info["episode"]["r"]), int(info["episode"]["l"]), outcome))
                     bar.update(1)
     venv.close()

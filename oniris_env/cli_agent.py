@@ -100,12 +100,15 @@ def eval_command(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda (the dream's device)")] = "auto",
     denoise_steps: Annotated[int, typer.Option(min=2, help="Euler steps of the dream's sampler.")] = 3,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads.")] = None,
+    end_lost: Annotated[bool, typer.Option(
+        help="--env dream: a dream whose lander leaves the view ends with -100 (as agents are trained); "
+             "--no-end-lost lets it go on with the reward head's guesses.")] = True,
 ) -> None:
     """Play N episodes with an agent or a baseline; mean and std of the return, % >= 200, outcomes."""
     import torch
 
     from agents.actors import make_actor
-    from agents.config import EVALUATION_SEED
+    from agents.config import EVALUATION_SEED, LOST_LANDER_REWARD
     from agents.evaluate import evaluate_dream, evaluate_real, format_summary
 
     if env not in ("real", "dream"):
@@ -125,7 +128,10 @@ def eval_command(
         if env == "real":
             result = evaluate_real(actor, episodes, seed, envs, weights, progress=True)
         else:
-            result = evaluate_dream(actor, episodes, seed, envs, weights, device, denoise_steps, progress=True)
+            result = evaluate_dream(
+                actor, episodes, seed, envs, weights, device, denoise_steps, progress=True,
+                lost_lander_reward=LOST_LANDER_REWARD if end_lost else None,
+            )
     except (FileNotFoundError, ValueError) as e:
         fail(str(e).splitlines()[0])
     summary = result.summary()

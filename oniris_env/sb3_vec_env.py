@@ -3,7 +3,8 @@
 SB3 refuses gymnasium VectorEnvs, and its `DummyVecEnv` would call the world model once per env; this adapter
 steps all dreams together through `DreamEpisodes` (`oniris_env.vector`). SB3 conventions: same-step autoreset;
 for a finished env i, `infos[i]["terminal_observation"]` is the last observation of the finished episode and
-`infos[i]["TimeLimit.truncated"]` says whether it ended by the time limit rather than by termination.
+`infos[i]["TimeLimit.truncated"]` says whether it ended by the time limit rather than by termination, and
+`infos[i]["lost_lander"]` is True when it ended because the lander left the view (`lost_lander_reward`).
 
     from stable_baselines3 import PPO
     env = OnirisSB3VecEnv(num_envs=16, obs_mode="latent")
@@ -33,7 +34,8 @@ class OnirisSB3VecEnv(VecEnv):
     """`num_envs` dreams of `OnirisLunarLander-v0` as an SB3 `VecEnv`.
 
     Args: `num_envs`, `max_episode_steps` (default 500; None disables it), `weights`, `obs_mode`, `render_mode`
-    (None or 'rgb_array'), `device`, `sampler`, `termination_threshold` (as `OnirisLunarLanderDream`).
+    (None or 'rgb_array'), `device`, `sampler`, `termination_threshold` (as `OnirisLunarLanderDream`),
+    `lost_lander_reward` (as `DreamEpisodes`: end a dream whose lander left the view, with this reward).
     `seed(s)` seeds the next `reset()` (SB3 semantics); `reset()` draws all start contexts from the bank.
     """
 
@@ -47,13 +49,14 @@ class OnirisSB3VecEnv(VecEnv):
         device: str = "auto",
         sampler: Any = None,
         termination_threshold: float = 0.5,
+        lost_lander_reward: float | None = None,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
         self.episodes = DreamEpisodes(
             num_envs, weights, obs_mode, render_mode is not None, device, sampler, termination_threshold,
-            max_episode_steps,
+            max_episode_steps, lost_lander_reward,
         )
         self._actions: np.ndarray | None = None
         super().__init__(num_envs, self.episodes.single_observation_space, self.episodes.single_action_space)
@@ -80,6 +83,8 @@ class OnirisSB3VecEnv(VecEnv):
         for i in np.flatnonzero(out.done):
             infos[i]["terminal_observation"] = out.final_obs[i]
             infos[i]["TimeLimit.truncated"] = bool(out.truncated[i] and not out.terminated[i])
+            if out.lost_lander[i]:
+                infos[i]["lost_lander"] = True
         return out.obs, out.rewards.astype(np.float32), out.done, infos
 
     def close(self) -> None:

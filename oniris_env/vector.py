@@ -40,6 +40,8 @@ class BatchStep:
     """`(B,)` bool: the time limit was reached (and the dream did not terminate)."""
     final_obs: np.ndarray
     """`(B, *obs_shape)`: the step's own observations, before any reset (the last of a finished episode)."""
+    lost_lander: np.ndarray
+    """`(B,)` bool: terminated because the lander left the view (`lost_lander_reward`)."""
 
     @property
     def done(self) -> np.ndarray:
@@ -49,7 +51,12 @@ class BatchStep:
 class DreamEpisodes:
     """B dream episodes over one `DreamSimulator`: observations, time limits and same-step autoreset.
 
-    Args mirror `OnirisLunarLanderDream`'s, plus `num_envs` and `max_episode_steps` (None: no time limit).
+    Args mirror `OnirisLunarLanderDream`'s, plus `num_envs`, `max_episode_steps` (None: no time limit) and
+    `lost_lander_reward`: None (default) lets a dream go on whatever it draws; a number ends (terminates) a dream
+    on the first frame without a visible lander, with that reward instead of the reward head's. The world model
+    cannot see a lander that has left the view and never draws it again, so its reward head's guesses there are
+    free for an agent to exploit (a dream-trained PPO learned to fly off the top and collect them); the real game
+    ends a flight off the side of the screen with -100. Needs decoded frames (the simulator decodes).
     """
 
     def __init__(
@@ -62,11 +69,20 @@ class DreamEpisodes:
         sampler: Any = None,
         termination_threshold: float = 0.5,
         max_episode_steps: int | None = DEFAULT_SPEC.max_episode_steps,
+        lost_lander_reward: float | None = None,
     ) -> None:
         self.simulator, self.single_observation_space, _ = open_dreams(
-            num_envs, weights, obs_mode, render, device, sampler, termination_threshold, max_episode_steps
+            num_envs,
+            weights,
+            obs_mode,
+            render or lost_lander_reward is not None,
+            device,
+            sampler,
+            termination_threshold,
+            max_episode_steps,
         )
         self.num_envs, self.obs_mode, self.max_episode_steps = num_envs, obs_mode, max_episode_steps
+        self.lost_lander_reward = lost_lander_reward
         self.single_action_space = spaces.Discrete(DEFAULT_SPEC.num_actions)
         self.elapsed = np.zeros(num_envs, dtype=np.int64)
         self.rng = np.random.default_rng()
@@ -121,6 +137,14 @@ class DreamEpisodes:
         final_obs = self._observations(out.frames, out.latents)
         self.elapsed += 1
         terminated = out.terminated.copy()
+        rewards = out.rewards.astype(np.float32)
+        lost = np.zeros(self.num_envs, dtype=bool)
+        if self.lost_lander_reward is not None:
+            from training.lander import landers_visible
+
+            lost = ~terminated & ~landers_visible(out.frames)
+            rewards[lost] = self.lost_lander_reward
+            terminated |= lost
         truncated = ~terminated
         if self.max_episode_steps is not None:
             truncated &= self.elapsed >= self.max_episode_steps
@@ -131,7 +155,7 @@ class DreamEpisodes:
         if done.any():
             obs[done] = self.reset(done)[done]
         self._obs = obs.copy()
-        return BatchStep(obs, out.rewards.astype(np.float32), terminated, truncated, final_obs)
+        return BatchStep(obs, rewards, terminated, truncated, final_obs, lost)
 
     def frames(self) -> np.ndarray:
         """`(B, H, W, 3)` uint8 current frames."""

@@ -53,6 +53,16 @@ def lander_centroid(frame: np.ndarray, min_weight: float = MIN_LANDER_WEIGHT) ->
     return float(w.sum(1) @ rows) / total, float(w.sum(0) @ cols) / total
 
 
+def landers_visible(frames: np.ndarray, min_weight: float = MIN_LANDER_WEIGHT) -> np.ndarray:
+    """`(B,)` bool: whether `lander_centroid` finds a lander in each of the `(B, H, W, 3)` uint8 `frames`."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected (B, H, W, 3) uint8 frames, got shape {frames.shape} dtype {frames.dtype}")
+    x = frames.astype(np.int16)
+    excess = x[..., 2] - np.maximum(x[..., 0], x[..., 1])
+    total = np.where(excess > PIXEL_THRESHOLD, excess, 0).sum((1, 2), dtype=np.float64)
+    return total >= min_weight
+
+
 def state_to_pixel(state: np.ndarray, height: int = 64, width: int = 96) -> tuple[float, float]:
     """Map the true 8-d LunarLander state to the lander body's `(row, col)` in an `(height, width)` frame.
 

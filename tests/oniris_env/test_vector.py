@@ -133,6 +133,34 @@ def test_sb3_vec_env_autoreset_contract(bundle: Path) -> None:
         terminating.step(np.array([0, 9]))
 
 
+def test_sb3_vec_env_ends_dreams_that_lost_the_lander(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lost_lander_reward`: a dream whose decoded frame shows no lander terminates with that reward; the others go
+    on with the reward head's rewards (the locator is stubbed: a random-init bundle draws no lander)."""
+    import training.lander
+
+    seen: list[np.ndarray] = []
+
+    def visible(frames: np.ndarray) -> np.ndarray:
+        seen.append(frames)
+        return np.array([True, False])
+
+    monkeypatch.setattr(training.lander, "landers_visible", visible)
+    plain = OnirisSB3VecEnv(num_envs=2, weights=bundle, obs_mode="latent", termination_threshold=NEVER)
+    ruled = OnirisSB3VecEnv(
+        num_envs=2, weights=bundle, obs_mode="latent", termination_threshold=NEVER, lost_lander_reward=-7.0
+    )
+    for env in (plain, ruled):
+        env.seed(5)
+        env.reset()
+    _, plain_rewards, plain_dones, _ = plain.step(np.array([1, 2]))
+    assert not seen and not plain_dones.any()
+    obs, rewards, dones, infos = ruled.step(np.array([1, 2]))
+    assert len(seen) == 1 and seen[0].shape == (2, 64, 96, 3) and seen[0].dtype == np.uint8
+    assert dones.tolist() == [False, True] and infos[1]["TimeLimit.truncated"] is False and infos[1]["lost_lander"]
+    assert rewards[0] == plain_rewards[0] and rewards[1] == -7.0
+    assert infos[1]["terminal_observation"].shape == obs[1].shape
+
+
 def test_sb3_vec_env_seeding_and_rendering(bundle: Path) -> None:
     def run() -> np.ndarray:
         env = OnirisSB3VecEnv(num_envs=2, weights=bundle, render_mode="rgb_array")

@@ -1,7 +1,7 @@
 import numpy as np
 
 from oniris_env.real_env import OnirisLunarLanderReal
-from training.lander import centroid_error, lander_centroid, state_to_pixel
+from training.lander import centroid_error, lander_centroid, landers_visible, state_to_pixel
 from training.policies import heuristic_action
 
 
@@ -25,9 +25,10 @@ def test_locator_matches_true_state_on_real_frames():
 def test_locator_reports_none_when_the_lander_is_off_screen():
     env = OnirisLunarLanderReal()
     obs, info = env.reset(seed=1)
-    off_screen = []
+    off_screen, frames = [], [obs]
     for _ in range(60):  # main engine only: the lander climbs out of the top of the frame
         obs, _, term, _, info = env.step(2)
+        frames.append(obs)
         row, _ = state_to_pixel(info["state"])
         if row < -4:  # body centre more than 4 px above the top edge: nothing of it is visible
             off_screen.append(lander_centroid(obs))
@@ -35,6 +36,10 @@ def test_locator_reports_none_when_the_lander_is_off_screen():
             break
     assert off_screen, "the lander never left the screen"
     assert all(c is None for c in off_screen)
+    # the batched test agrees with the locator frame by frame, on screen and off
+    visible = landers_visible(np.stack(frames))
+    assert visible.tolist() == [lander_centroid(f) is not None for f in frames]
+    assert visible[0] and not visible[-1]
 
 
 def test_locator_on_synthetic_frames():
