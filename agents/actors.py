@@ -104,6 +104,7 @@ def save_agent(policy: Any, config: AgentConfig, observation_space: spaces.Box, 
     """Write `policy`'s weights and config into the folder `out` (created); return it."""
     from safetensors.torch import save_file
 
+    from oniris_env.checksums import write_checksums
     from oniris_env.config_io import atomic_write_text
 
     out = Path(out)
@@ -119,6 +120,7 @@ def save_agent(policy: Any, config: AgentConfig, observation_space: spaces.Box, 
         "notes": notes or {},
     }
     atomic_write_text(out / AGENT_CONFIG, json.dumps(meta, indent=2) + "\n")
+    write_checksums(out, [AGENT_WEIGHTS, AGENT_CONFIG])
     return out
 
 
@@ -133,9 +135,13 @@ def load_agent(path: str | os.PathLike) -> PolicyActor:
     """Rebuild a saved agent (folder with `agent.json` + `agent.safetensors`) as a greedy `PolicyActor`."""
     from safetensors.torch import load_file
 
+    from oniris_env.checksums import verify_checksum
+
     path = Path(path)
     if not (path / AGENT_CONFIG).is_file() or not (path / AGENT_WEIGHTS).is_file():
         raise FileNotFoundError(f"no saved agent at {path} (expected {AGENT_CONFIG} and {AGENT_WEIGHTS})")
+    for name in (AGENT_WEIGHTS, AGENT_CONFIG):
+        verify_checksum(path / name)  # ValueError naming a damaged file
     meta = json.loads((path / AGENT_CONFIG).read_text())
     config = AgentConfig.from_dict(meta["config"])
     space = spaces.Box(-np.inf, np.inf, tuple(meta["observation_shape"]), dtype=np.float32)

@@ -167,6 +167,12 @@ def test_dream_training_checkpoints_selects_resumes_and_reloads(bundle: Path, tm
     saved, checkpoint = load_agent(out / "best"), load_run_checkpoint(out / "best.zip")
     obs = np.random.default_rng(0).normal(size=(16, *saved.policy.observation_space.shape)).astype(np.float32)
     np.testing.assert_array_equal(saved.act(obs), checkpoint.act(obs))
+    weights = out / "best" / "agent.safetensors"  # a damaged file is named, not loaded
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="agent.safetensors is damaged"):
+        load_agent(out / "best")
 
     # a longer run resumes from the checkpoint; another config is refused
     longer = replace(config, total_steps=96)
