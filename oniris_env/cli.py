@@ -40,7 +40,7 @@ def _root() -> None:
 def collect(
     out: Annotated[Path, typer.Option(help="Dataset folder (created; re-runs append new episodes).")],
     episodes: Annotated[int, typer.Option(min=1, help="Number of episodes to add.")] = 20,
-    seed: Annotated[int, typer.Option(help="Base seed; episode i gets a seed derived from (seed, i).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Base seed; episode i gets a seed derived from (seed, i).")] = 0,
     policy: Annotated[
         str, typer.Option(help="mix | random | heuristic | noisy | sticky (random actions held 1-24 steps)")
     ] = "mix",
@@ -174,7 +174,7 @@ def play(
     record: Annotated[Path | None, typer.Option(help="Save the session to FILE.mp4 or FILE.gif.")] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
     actions: Annotated[Path | None, typer.Option(help="Scripted input: a file of actions 0-3 (no keyboard).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the first episode.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the first episode.")] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights directory (default: shipped).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     denoise_steps: Annotated[int | None, typer.Option(min=2, help="Denoising steps per frame.")] = None,
@@ -242,7 +242,7 @@ def dream(
     steps: Annotated[int, typer.Option(min=1, help="Env steps to dream.")] = 200,
     policy: Annotated[str, typer.Option(help="random | file (actions from --actions) | agent (--agent)")] = "random",
     actions: Annotated[Path | None, typer.Option(help="With --policy file: actions 0-3, cycled if short.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the dream (and of the random policy).")] = 0,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the dream (and of the random policy).")] = 0,
     weights: Annotated[Path | None, typer.Option(help="Weights directory (default: shipped).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     denoise_steps: Annotated[int | None, typer.Option(min=2, help="Denoising steps per frame.")] = None,
@@ -256,6 +256,8 @@ def dream(
     from oniris_env.rollout_video import rollout_video
     from oniris_env.video import check_video_path
 
+    if actions is not None and policy != "file":
+        fail(f"--actions is read only with --policy file (got --policy {policy}); add --policy file")
     try:
         check_video_path(out)
         check_output(out)

@@ -33,6 +33,15 @@ def test_bad_arguments_exit_with_code_2(args):
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize("command", [["collect", "--out"], ["play", "--real", "--record"], ["dream", "--out"],
+                                     ["evaluate", "--out"], ["train", "--out"]])
+def test_a_negative_seed_is_refused_naming_the_option(command, tmp_path):
+    out = tmp_path / ("x.gif" if command[0] in ("play", "dream") else "x")
+    result = runner.invoke(app, [*command, str(out), "--seed", "-1"])
+    assert result.exit_code == 2 and "--seed" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
 COMMANDS = [[], ["collect"], ["train"], ["train", "vae"], ["train", "world-model"], ["encode"], ["play"], ["dream"],
             ["info"], ["check"], ["merge"]]
 
