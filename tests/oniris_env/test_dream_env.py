@@ -245,6 +245,18 @@ def test_missing_weights_name_the_path_and_the_command(tmp_path: Path) -> None:
             gym.make("OnirisLunarLander-v0")
 
 
+def test_empty_or_non_path_weights_are_refused(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from oniris_env.vector import OnirisLunarLanderVector
+
+    monkeypatch.chdir(bundle)  # "" would have loaded the bundle of the current folder
+    for make in (OnirisLunarLanderDream, OnirisLunarLanderVector):
+        with pytest.raises(ValueError, match="weights is an empty path"):
+            make(weights="")
+        with pytest.raises(TypeError, match="weights must be a directory path"):
+            make(weights=3)
+    assert load_bundle(".").path == Path(".")  # a folder given explicitly is still a folder
+
+
 def test_make_without_prior_import(bundle: Path) -> None:
     code = (
         "import sys, gymnasium as gym\n"
