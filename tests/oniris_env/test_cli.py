@@ -18,6 +18,18 @@ def test_collect_writes_a_dataset_and_a_preview(tmp_path):
     assert (tmp_path / "preview.png").stat().st_size > 1000
 
 
+def test_collect_total_fills_the_folder_up_to_n_and_excludes_episodes(tmp_path):
+    args = ["collect", "--out", str(tmp_path), "--policy", "random", "--no-preview"]
+    assert runner.invoke(app, [*args, "--episodes", "1"]).exit_code == 0  # an interrupted run of 2
+    result = runner.invoke(app, [*args, "--total", "2"])
+    assert result.exit_code == 0 and "wrote 1 episodes" in result.output, result.output
+    again = runner.invoke(app, [*args, "--total", "2"])
+    assert again.exit_code == 0 and "nothing to collect" in again.output
+    assert len(read_manifest(tmp_path)["episodes"]) == 2
+    both = runner.invoke(app, [*args, "--episodes", "1", "--total", "3"])
+    assert both.exit_code == 2 and "--episodes and --total exclude each other" in both.output
+
+
 def test_collect_refuses_another_spec_with_exit_code_2(tmp_path):
     assert runner.invoke(app, ["collect", "--episodes", "1", "--out", str(tmp_path), "--policy", "random",
                                "--no-preview"]).exit_code == 0
