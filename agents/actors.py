@@ -102,17 +102,15 @@ def _build_policy(config: AgentConfig, observation_space: spaces.Box) -> Any:
 def save_agent(policy: Any, config: AgentConfig, observation_space: spaces.Box, out: str | os.PathLike,
                notes: dict[str, Any] | None = None) -> Path:
     """Write `policy`'s weights and config into the folder `out` (created); return it."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save as safetensors_bytes
 
     from oniris_env.checksums import write_checksums
-    from oniris_env.config_io import atomic_write_text
+    from oniris_env.config_io import atomic_write_bytes, atomic_write_text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    tmp = out / f".{AGENT_WEIGHTS}.tmp"
-    save_file(state, str(tmp))
-    tmp.replace(out / AGENT_WEIGHTS)
+    atomic_write_bytes(out / AGENT_WEIGHTS, safetensors_bytes(state))  # mode from the umask, not 0600
     meta = {
         "config": config.to_dict(),
         "observation_shape": list(observation_space.shape),

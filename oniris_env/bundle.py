@@ -137,7 +137,14 @@ class Bundle:
 
 
 def resolve_bundle_dir(weights: str | os.PathLike | None) -> Path:
-    """`weights` as a directory holding all `BUNDLE_FILES`, or a `FileNotFoundError` naming what is missing."""
+    """`weights` as a directory holding all `BUNDLE_FILES`, or a `FileNotFoundError` naming what is missing.
+
+    An empty path is refused (`ValueError`): `Path("")` is the current folder, never what was meant; anything but a
+    path or None is a `TypeError`."""
+    if weights is not None and not isinstance(weights, str | os.PathLike):
+        raise TypeError(f"weights must be a directory path (str or os.PathLike) or None, got {type(weights).__name__}")
+    if weights is not None and not os.fspath(weights):
+        raise ValueError("weights is an empty path; pass a weights directory, or None for the shipped weights")
     shipped = weights is None
     path = shipped_weights_dir() if shipped else Path(weights)
     missing = [name for name in BUNDLE_FILES if not (path / name).is_file()]

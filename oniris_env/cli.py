@@ -35,12 +35,21 @@ def _root() -> None:
 @app.command(
     epilog="Examples:\n\n  oniris-env collect --episodes 20 --out data/real\n\n"
     "  oniris-env collect --episodes 400 --out data/real --seed 0 --workers 2\n\n"
-    "  oniris-env collect --episodes 300 --out data/real --policy sticky   # appended after the first ones"
+    "  oniris-env collect --episodes 300 --out data/real --policy sticky   # appended after the first ones\n\n"
+    "  oniris-env collect --total 400 --out data/real --workers 2   # re-run after an interruption: fills up to 400"
 )
 def collect(
     out: Annotated[Path, typer.Option(help="Dataset folder (created; re-runs append new episodes).")],
-    episodes: Annotated[int, typer.Option(min=1, help="Number of episodes to add.")] = 20,
-    seed: Annotated[int, typer.Option(help="Base seed; episode i gets a seed derived from (seed, i).")] = 0,
+    episodes: Annotated[int | None, typer.Option(min=1, help="Number of episodes to add (default 20).")] = None,
+    total: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Instead of --episodes: add only what OUT lacks to hold N episodes (a re-run of an interrupted "
+            "run finishes the same N; nothing to do once OUT holds N).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Base seed; episode i gets a seed derived from (seed, i).")] = 0,
     policy: Annotated[
         str, typer.Option(help="mix | random | heuristic | noisy | sticky (random actions held 1-24 steps)")
     ] = "mix",
@@ -50,16 +59,25 @@ def collect(
 ) -> None:
     """Record real LunarLander episodes (64x96 frames, actions, rewards, states) into a dataset folder."""
     from oniris_env.spec import GameSpec, SpecMismatchError
-    from training.collect import collect_episodes
+    from training.collect import collect_episodes, collect_to_total
     from training.policies import POLICY_NAMES
 
+    if episodes is not None and total is not None:
+        fail("--episodes and --total exclude each other (--episodes N adds N episodes, --total N fills OUT up to N)")
     if policy not in POLICY_NAMES:
         fail(f"unknown --policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
     check_output(out, folder=True)
+    spec = GameSpec(action_repeat=action_repeat)
     try:
-        added = collect_episodes(out, episodes, seed, policy, workers, GameSpec(action_repeat=action_repeat))
+        if total is not None:
+            added = collect_to_total(out, total, seed, policy, workers, spec)
+        else:
+            added = collect_episodes(out, episodes or 20, seed, policy, workers, spec)
     except (SpecMismatchError, ValueError) as e:  # another spec or kind of folder, clashing seeds, damaged files
         fail(str(e).splitlines()[0])
+    if not added:
+        typer.echo(f"{out} already holds --total {total} episodes or more: nothing to collect")
+        return
     outcomes: dict[str, int] = {}
     for entry in added:
         outcomes[entry["outcome"]] = outcomes.get(entry["outcome"], 0) + 1
@@ -174,7 +192,7 @@ def play(
     record: Annotated[Path | None, typer.Option(help="Save the session to FILE.mp4 or FILE.gif.")] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
     actions: Annotated[Path | None, typer.Option(help="Scripted input: a file of actions 0-3 (no keyboard).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the first episode.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the first episode.")] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights directory (default: shipped).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     denoise_steps: Annotated[int | None, typer.Option(min=2, help="Denoising steps per frame.")] = None,
@@ -242,7 +260,7 @@ def dream(
     steps: Annotated[int, typer.Option(min=1, help="Env steps to dream.")] = 200,
     policy: Annotated[str, typer.Option(help="random | file (actions from --actions) | agent (--agent)")] = "random",
     actions: Annotated[Path | None, typer.Option(help="With --policy file: actions 0-3, cycled if short.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the dream (and of the random policy).")] = 0,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the dream (and of the random policy).")] = 0,
     weights: Annotated[Path | None, typer.Option(help="Weights directory (default: shipped).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     denoise_steps: Annotated[int | None, typer.Option(min=2, help="Denoising steps per frame.")] = None,
@@ -256,6 +274,8 @@ def dream(
     from oniris_env.rollout_video import rollout_video
     from oniris_env.video import check_video_path
 
+    if actions is not None and policy != "file":
+        fail(f"--actions is read only with --policy file (got --policy {policy}); add --policy file")
     try:
         check_video_path(out)
         check_output(out)

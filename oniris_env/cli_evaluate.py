@@ -22,9 +22,9 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Report folder: report.json, report.md, PNG plots, side_by_side.gif.")],
     weights: Annotated[Path | None, typer.Option(help="Weights directory (default: shipped).")] = None,
     episodes: Annotated[int, typer.Option(min=1, help="Fresh real episodes (mix policy, unseen seeds).")] = 16,
-    seed: Annotated[int, typer.Option(help="Base seed of the evaluation episodes (kept apart from training).")] = (
-        1_000_003
-    ),
+    seed: Annotated[
+        int, typer.Option(min=0, help="Base seed of the evaluation episodes (kept apart from training).")
+    ] = 1_000_003,
     long_steps: Annotated[int, typer.Option(min=1, help="Steps of each long free dream.")] = 1000,
     long_dreams: Annotated[int, typer.Option(min=1, help="Long free dreams per policy (one batch).")] = 4,
     max_open_loop_steps: Annotated[

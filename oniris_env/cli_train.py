@@ -34,7 +34,9 @@ def train_pipeline_command(
     ] = "default",
     seed: Annotated[
         int | None,
-        typer.Option(help="Seed of the collection and of every training (preset: 0; the heads' episodes: seed + 7)."),
+        typer.Option(
+            min=0, help="Seed of the collection and of every training (preset: 0; the heads' episodes: seed + 7)."
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Collection processes (the episodes do not depend on it).")] = 2,
     threads: Annotated[

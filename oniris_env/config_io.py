@@ -1,4 +1,5 @@
-"""Rebuilding frozen config dataclasses from their JSON form (checkpoints, manifests). Pure Python, no torch."""
+"""Rebuilding frozen config dataclasses from their JSON form (checkpoints, manifests), and the atomic writes of
+the files that hold them. Pure Python, no torch."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """`atomic_write_text` for bytes, e.g. `safetensors.torch.save(...)`. Written through a plain `open()`, so the
+    file's mode follows the umask like its neighbours' (safetensors' own `save_file` leaves 0600 files)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
     tmp.replace(path)
     return path
 

@@ -37,13 +37,18 @@ def open_dreams(
     """Check the arguments every dream adapter shares, load the weights bundle and build its simulator.
 
     Returns the `DreamSimulator` (decoding when `obs_mode` is 'pixels' or `render`), the single-dream
-    observation space and the bundle's directory. Raises `ValueError` naming a bad argument.
+    observation space and the bundle's directory. Raises `ValueError` (`TypeError` for a `num_dreams` that is no
+    int) naming a bad argument; `num_dreams` is named `num_envs`, as the vector adapters call it.
     """
     from oniris_env.bundle import load_bundle
     from oniris_env.device import resolve_device
     from oniris_env.sampler import SamplerConfig
     from oniris_env.simulator import DreamSimulator
 
+    if isinstance(num_dreams, bool | np.bool_) or not isinstance(num_dreams, int | np.integer):
+        raise TypeError(f"num_envs must be an int >= 1, got {num_dreams!r} ({type(num_dreams).__name__})")
+    if num_dreams < 1:
+        raise ValueError(f"num_envs must be an int >= 1, got {num_dreams}")
     if obs_mode not in OBS_MODES:
         raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
     if max_episode_steps is not None and max_episode_steps < 1:
@@ -51,7 +56,7 @@ def open_dreams(
     bundle = load_bundle(weights, device=resolve_device(device))
     simulator = DreamSimulator.from_bundle(
         bundle,
-        num_dreams,
+        int(num_dreams),
         sampler=sampler or SamplerConfig(),
         decode=obs_mode == "pixels" or render,
         termination_threshold=termination_threshold,
@@ -68,18 +73,29 @@ def context_from_options(options: dict[str, Any] | None) -> tuple[np.ndarray | N
     unknown = sorted(set(options) - {"context_frames", "context_actions"})
     if unknown:
         raise ValueError(f"unknown reset options {unknown}; supported: 'context_frames', 'context_actions'")
-    if "context_frames" not in options:
-        raise ValueError("reset option 'context_actions' needs 'context_frames' (uint8 (T, 64, 96, 3))")
+    frames, actions = context_arrays(options.get("context_frames"), options.get("context_actions"))
+    return frames[None], actions[None]
+
+
+def context_arrays(frames: Any, actions: Any, batched: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The reset options `context_frames` uint8 `(T, 64, 96, 3)` and `context_actions` int `(T - 1,)` checked, as
+    `(frames, int64 actions)`; a one-frame context needs no actions. With `batched` (the vector env), both carry a
+    leading axis N. Raises `ValueError` naming the option and the expected shapes (shared by the single and the
+    vector env, so both accept and refuse the same contexts)."""
     from oniris_env.bundle import check_context, check_frames
 
-    frames = options["context_frames"]
-    check_frames(frames, DEFAULT_SPEC)
-    t = frames.shape[0]
-    actions = options.get("context_actions", np.zeros(0, np.int64) if t == 1 else None)
+    lead = "N, " if batched else ""
+    if frames is None:
+        raise ValueError(f"reset option 'context_actions' needs 'context_frames' (uint8 ({lead}T, 64, 96, 3))")
+    check_frames(frames, DEFAULT_SPEC, batched)
+    t = frames.shape[-4]
     if actions is None:
-        raise ValueError(f"reset option 'context_actions' (int array of shape ({t - 1},)) is required for {t} frames")
-    check_context(frames, actions, DEFAULT_SPEC)
-    return frames[None], np.asarray(actions, dtype=np.int64)[None]
+        if t > 1:
+            shape = f"({lead}{t - 1})" if batched else f"({t - 1},)"
+            raise ValueError(f"reset option 'context_actions' (int array of shape {shape}) is required for {t} frames")
+        actions = np.zeros((*frames.shape[:-4], 0), np.int64)
+    check_context(frames, actions, DEFAULT_SPEC, batched)
+    return frames, np.asarray(actions, dtype=np.int64)
 
 
 class OnirisLunarLanderDream(gym.Env):
@@ -96,6 +112,7 @@ class OnirisLunarLanderDream(gym.Env):
 
     ## Action space
     `Discrete(4)`, LunarLander's meaning: 0 no-op, 1 left orientation engine, 2 main engine, 3 right engine.
+    A Python or numpy integer; a bool (`True`) is refused rather than read as 1.
 
     ## Observation space
     `obs_mode="pixels"` (default): `Box(0, 255, (64, 96, 3), uint8)`, the decoded frame.
@@ -162,6 +179,7 @@ class OnirisLunarLanderDream(gym.Env):
         self.action_space = spaces.Discrete(DEFAULT_SPEC.num_actions)
         self._elapsed: int | None = None  # None until the first reset
         self._viewer: Any = None
+        self._closed = False
 
     def _observation(self, frame: np.ndarray, latent: Any) -> np.ndarray:
         if self.obs_mode == "pixels":
@@ -171,6 +189,8 @@ class OnirisLunarLanderDream(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        if self._closed:
+            raise RuntimeError("reset() called after close(): make a new env")
         super().reset(seed=seed)
         frames, actions = context_from_options(options)
         self.simulator.seed(int(self.np_random.integers(2**63 - 1)))
@@ -183,9 +203,11 @@ class OnirisLunarLanderDream(gym.Env):
         return self._observation(frame[0], latent[0]), {"context_length": min(context, window)}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._closed:
+            raise RuntimeError("step() called after close(): make a new env")
         if self._elapsed is None:
             raise RuntimeError("step() called before reset(): call env.reset() first")
-        if not self.action_space.contains(action):
+        if isinstance(action, bool | np.bool_) or not self.action_space.contains(action):  # True is no action 1
             raise ValueError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
         out = self.simulator.step(np.array([int(action)], dtype=np.int64))
         self._elapsed += 1
@@ -215,6 +237,8 @@ class OnirisLunarLanderDream(gym.Env):
         return None
 
     def close(self) -> None:
+        """Close the window; `step` and `reset` then raise `RuntimeError` (closing twice is allowed)."""
+        self._closed = True
         if self._viewer is not None:
             self._viewer.close()
             self._viewer = None

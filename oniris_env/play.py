@@ -232,8 +232,12 @@ def read_actions_file(path: Path | str, num_actions: int = 4) -> list[int]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"actions file not found: {path}")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text file of actions (undecodable byte at position {e.start})") from e
     tokens = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         tokens += line.split("#", 1)[0].replace(",", " ").split()
     try:
         actions = [int(tok) for tok in tokens]

@@ -59,7 +59,8 @@ class OnirisSB3VecEnv(VecEnv):
             max_episode_steps, lost_lander_reward,
         )
         self._actions: np.ndarray | None = None
-        super().__init__(num_envs, self.episodes.single_observation_space, self.episodes.single_action_space)
+        episodes = self.episodes
+        super().__init__(episodes.num_envs, episodes.single_observation_space, episodes.single_action_space)
 
     def reset(self) -> np.ndarray:
         seeds = [s for s in self._seeds if s is not None]
@@ -88,7 +89,7 @@ class OnirisSB3VecEnv(VecEnv):
         return out.obs, out.rewards.astype(np.float32), out.done, infos
 
     def close(self) -> None:
-        pass
+        self.episodes.close()
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         if self.render_mode != "rgb_array":

@@ -21,7 +21,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from oniris_env.dream_env import open_dreams
+from oniris_env.dream_env import context_arrays, open_dreams
 from oniris_env.real_env import PHYSICS_FPS
 from oniris_env.spec import DEFAULT_SPEC
 
@@ -81,12 +81,21 @@ class DreamEpisodes:
             termination_threshold,
             max_episode_steps,
         )
-        self.num_envs, self.obs_mode, self.max_episode_steps = num_envs, obs_mode, max_episode_steps
+        self.num_envs, self.obs_mode, self.max_episode_steps = int(num_envs), obs_mode, max_episode_steps
         self.lost_lander_reward = lost_lander_reward
         self.single_action_space = spaces.Discrete(DEFAULT_SPEC.num_actions)
-        self.elapsed = np.zeros(num_envs, dtype=np.int64)
+        self.elapsed = np.zeros(self.num_envs, dtype=np.int64)
         self.rng = np.random.default_rng()
         self._obs: np.ndarray | None = None
+        self.closed = False
+
+    def close(self) -> None:
+        """After this, `reset` and `step` raise `RuntimeError` (closing twice is allowed)."""
+        self.closed = True
+
+    def _check_open(self, method: str) -> None:
+        if self.closed:
+            raise RuntimeError(f"{method}() called after close(): make a new env")
 
     def seed(self, seed: int | list[int | None] | None) -> None:
         """Seed the bank draws and the sampler (a list of per-env seeds seeds the whole batch from the list)."""
@@ -106,6 +115,7 @@ class DreamEpisodes:
     ) -> np.ndarray:
         """Reset the dreams in `mask (B,)` (None: all), from the bank or from `frames (n, T, H, W, 3)` +
         `actions (n, T - 1)`; return all B observations (copied)."""
+        self._check_open("reset")
         mask = np.ones(self.num_envs, dtype=bool) if mask is None else mask
         frame, latent = self.simulator.reset(mask, self.rng, frames, actions)
         obs = self._observations(frame, latent)
@@ -118,7 +128,7 @@ class DreamEpisodes:
         return self._obs.copy()
 
     def check_actions(self, actions: Any) -> np.ndarray:
-        """`(B,)` int64 actions, or a `ValueError` saying what was expected (nothing is stepped)."""
+        """`(B,)` int64 actions, or a `ValueError` saying what was expected (nothing is stepped); bools are refused."""
         a = np.asarray(actions)
         n = self.single_action_space.n
         if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= n:
@@ -130,6 +140,7 @@ class DreamEpisodes:
 
     def step(self, actions: Any) -> BatchStep:
         """Step all dreams; reset the finished ones in the same call."""
+        self._check_open("step")
         if self._obs is None or not self.simulator.started.all():
             raise RuntimeError("step() called before reset(): call reset() first")
         a = self.check_actions(actions)
@@ -171,7 +182,9 @@ class OnirisLunarLanderVector(gym.vector.VectorEnv):
 
     `reset(seed=..., options=...)`: `seed` an int (or a list, which seeds the batch as a whole); `options` may hold
     `reset_mask` (bool `(num_envs,)`: reset only those), and `context_frames` uint8 `(n, T, 64, 96, 3)` +
-    `context_actions` int `(n, T - 1)` for the n dreams reset.
+    `context_actions` int `(n, T - 1)` for the n dreams reset (checked as the single env's: a one-frame context
+    needs no actions; actions without frames are refused). After `close()`, `reset` and `step` raise
+    `RuntimeError`.
     """
 
     metadata = {
@@ -204,11 +217,11 @@ class OnirisLunarLanderVector(gym.vector.VectorEnv):
             termination_threshold,
             max_episode_steps,
         )
-        self.num_envs = num_envs
+        self.num_envs = self.episodes.num_envs
         self.single_observation_space = self.episodes.single_observation_space
         self.single_action_space = self.episodes.single_action_space
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
 
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
@@ -228,6 +241,8 @@ class OnirisLunarLanderVector(gym.vector.VectorEnv):
             raise ValueError(
                 f"unknown reset options {sorted(options)}; supported: 'reset_mask', 'context_frames', 'context_actions'"
             )
+        if frames is not None or actions is not None:  # checked as the single env checks them
+            frames, actions = context_arrays(frames, actions, batched=True)
         self.episodes.seed(seed)
         return self.episodes.reset(mask, frames, actions), {}
 
@@ -244,4 +259,4 @@ class OnirisLunarLanderVector(gym.vector.VectorEnv):
         return tuple(self.episodes.frames())
 
     def close_extras(self, **kwargs: Any) -> None:
-        pass
+        self.episodes.close()

@@ -2,11 +2,12 @@
 
 Episode `i` of a folder is determined by `(seed, i)` alone (its own seed is derived from both), so
 `--seed S --episodes 40` writes the same 40 episodes as two runs of `--episodes 20` into one folder, and a
-re-run appends new episodes instead of rewriting old ones. Workers write their episode files atomically; the
-main process extends the manifest in index order, so an interrupted run loses at most the episodes in flight,
-and files that were finished but not yet listed are checked and adopted on the next run. Workers watch the main
-process and exit within a second of its death (SIGTERM, SIGKILL, the OOM killer): no orphan goes on recording
-queued episodes or holding the caller's pipes open.
+re-run appends new episodes instead of rewriting old ones. `collect_to_total` (`--total N`, and the pipeline)
+collects only what a folder lacks to hold N episodes, so re-running an interrupted run finishes the same N.
+Workers write their episode files atomically; the main process extends the manifest in index order, so an
+interrupted run loses at most the episodes in flight, and files that were finished but not yet listed are checked
+and adopted on the next run. Workers watch the main process and exit within a second of its death (SIGTERM,
+SIGKILL, the OOM killer): no orphan goes on recording queued episodes or holding the caller's pipes open.
 """
 
 from __future__ import annotations
@@ -205,3 +206,24 @@ def collect_episodes(
     finally:
         bar.close()
     return added
+
+
+def collect_to_total(
+    out_dir: Path | str,
+    total: int,
+    seed: int = 0,
+    policy: str = "mix",
+    workers: int = 1,
+    spec: GameSpec = DEFAULT_SPEC,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Append episodes until `out_dir` holds `total` of them; return the new entries ([] when it already holds
+    `total` or more). Episode i is determined by (seed, i), so finishing a partial folder gives the same episodes
+    as one run of `total`. Raises as `collect_episodes`."""
+    if total < 1:
+        raise ValueError(f"total must be >= 1, got {total}")
+    manifest = read_manifest(out_dir)
+    have = len(manifest["episodes"]) if manifest is not None else 0
+    if have >= total:
+        return []
+    return collect_episodes(out_dir, total - have, seed, policy, workers, spec, progress)

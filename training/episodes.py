@@ -92,6 +92,32 @@ def load_episode(path: Path | str, key: str = "frames") -> dict[str, np.ndarray]
     return arrays
 
 
+def check_episode_file(path: Path | str, entry: dict[str, Any], key: str = "frames") -> None:
+    """Check that `path` is a complete episode file and is the manifest's `entry` (same length and seed) without
+    decompressing its frames: the small arrays are read, the frames' (or latents') shape and dtype from their
+    header. Raises `EpisodeFileError` naming the file (a truncated copy, a damaged or swapped file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EpisodeFileError(f"{path}: episode file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in (*TRANSITION_KEYS, "seed") if k in data.files}
+            if key in data.files:
+                with data.zip.open(f"{key}.npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
+                        np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(f)
+                arrays[key] = np.broadcast_to(np.zeros((), dtype), shape)  # the shape and dtype, no data
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise EpisodeFileError(f"{path}: corrupt or truncated episode file ({type(e).__name__}: {e})") from e
+    steps = validate_episode(arrays, path, key)
+    if steps != entry["length"]:
+        raise EpisodeFileError(f"{path}: {steps} steps, but the manifest lists {entry['length']}")
+    if "seed" in arrays and int(arrays["seed"]) != int(entry["seed"]):
+        raise EpisodeFileError(f"{path}: seed {int(arrays['seed'])}, but the manifest lists {entry['seed']}")
+
+
 def read_manifest(root: Path | str) -> dict[str, Any] | None:
     """The folder's manifest, or None when the folder has none yet."""
     path = Path(root) / MANIFEST

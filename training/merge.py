@@ -4,7 +4,9 @@ The merged folder holds a manifest whose episodes are renumbered in folder order
 points at the source file (a relative symbolic link, or a copy with `copy=True`; links fall back to copies where
 the file system has none). The folders must agree on everything but their episodes: kind (frames or latents), game
 spec and, for latents, the VAE and the latent shape; and no episode seed may appear twice, since the train /
-validation split is a hash of the seed and an episode counted twice would weigh double.
+validation split is a hash of the seed and an episode counted twice would weigh double. Every episode file is
+checked before anything is written (complete, and the length and seed its manifest lists; `check_episode_file`):
+a truncated or damaged file is refused with its name, never linked.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from training.episodes import episode_filename, read_manifest, require_manifest, write_manifest
+from training.episodes import check_episode_file, episode_filename, read_manifest, require_manifest, write_manifest
 
 _SHARED_FIELDS = ("format_version", "kind", "spec", "vae", "latent_shape")
 
@@ -73,6 +75,9 @@ def merge_datasets(roots: list[Path | str], out: Path | str, copy: bool = False,
     missing = [e["source"] for e in manifest["episodes"] if not Path(e["source"]).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} episode files named by the manifests are missing, e.g. {missing[0]}")
+    key = "latents" if manifest.get("kind") == "latents" else "frames"
+    for entry in tqdm(manifest["episodes"], desc="check", unit="ep", disable=not progress):
+        check_episode_file(entry["source"], entry, key)  # a truncated or swapped file is refused, not linked
     out.mkdir(parents=True, exist_ok=True)
     for entry in tqdm(manifest["episodes"], desc="merge", unit="ep", disable=not progress):
         _place(Path(entry["source"]), out / entry["file"], copy)

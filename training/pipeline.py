@@ -342,7 +342,7 @@ def _collect_stage(
     progress: bool,
     echo: Callable[[str], None],
 ) -> None:
-    from training.collect import collect_episodes
+    from training.collect import collect_to_total
     from training.episodes import read_manifest
 
     manifest = read_manifest(root)
@@ -352,7 +352,7 @@ def _collect_stage(
         return
     echo(f"{name}: resume from episode {have} of {episodes}" if have else f"{name}: run")
     # Episode i is determined by (seed, i): finishing a partial folder gives the same episodes as one run.
-    collect_episodes(root, episodes - have, seed, policy, workers, progress=progress)
+    collect_to_total(root, episodes, seed, policy, workers, progress=progress)
 
 
 def _vae_stages(folders: RunFolders, config: PipelineConfig, progress: bool, echo: Callable[[str], None]) -> Path:

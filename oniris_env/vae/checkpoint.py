@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from oniris_env.checksums import verify_checksum
+from oniris_env.config_io import atomic_write_bytes
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from oniris_env.vae.config import VAEConfig
 from oniris_env.vae.model import GroupCausalVAE
@@ -32,7 +33,7 @@ def save_vae(
     model: GroupCausalVAE, path: str | os.PathLike, spec: GameSpec = DEFAULT_SPEC, notes: dict[str, Any] | None = None
 ) -> Path:
     """Write `model` to `path` (.safetensors) atomically (temp file, then rename). Returns the path."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save as safetensors_bytes
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,10 +46,7 @@ def save_vae(
         "latent_scale": json.dumps(model.latent_scale.tolist()),
         "notes": json.dumps(notes or {}),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))  # mode from the umask, not 0600
 
 
 def read_vae_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -7,15 +7,16 @@ shape; the model is rebuilt from them (nothing is unpickled, nothing is patched 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from oniris_env.checksums import verify_checksum
+from oniris_env.config_io import atomic_write_bytes
 from oniris_env.spec import DEFAULT_SPEC, GameSpec, SpecMismatchError
 from oniris_env.world_model.config import WorldModelConfig
 from oniris_env.world_model.model import WorldModel
@@ -44,10 +45,7 @@ def save_world_model(
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, tmp, metadata=metadata)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))  # mode from the umask, not 0600
 
 
 def read_metadata(path: Path | str) -> dict[str, Any]:

@@ -232,6 +232,25 @@ def test_policy_actor_reads_its_config() -> None:
     assert actor.obs == "latent" and actor.frame_stack == 3
 
 
+def test_saved_agent_round_trips_with_the_file_mode_of_its_neighbours(tmp_path: Path) -> None:
+    import os
+
+    from gymnasium import spaces
+
+    from agents.actors import AGENT_CONFIG, AGENT_WEIGHTS, _build_policy, save_agent
+
+    config, space = AgentConfig(), spaces.Box(-np.inf, np.inf, (8,), dtype=np.float32)
+    policy = _build_policy(config, space)
+    old = os.umask(0o022)
+    try:
+        out = save_agent(policy, config, space, tmp_path / "agent")
+    finally:
+        os.umask(old)
+    assert {(out / name).stat().st_mode & 0o777 for name in (AGENT_WEIGHTS, AGENT_CONFIG)} == {0o644}  # not 0600
+    obs = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    np.testing.assert_array_equal(load_agent(out).act(obs), PolicyActor(policy, config).act(obs))
+
+
 def test_pilot_sees_what_the_vec_env_pipeline_sees(bundle: Path) -> None:
     """The pilot (play, videos) and `real_vec_env` + `VecFrameStack` (training, evaluation) give the same
     stacked observations on the same real episode."""

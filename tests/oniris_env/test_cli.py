@@ -18,6 +18,18 @@ def test_collect_writes_a_dataset_and_a_preview(tmp_path):
     assert (tmp_path / "preview.png").stat().st_size > 1000
 
 
+def test_collect_total_fills_the_folder_up_to_n_and_excludes_episodes(tmp_path):
+    args = ["collect", "--out", str(tmp_path), "--policy", "random", "--no-preview"]
+    assert runner.invoke(app, [*args, "--episodes", "1"]).exit_code == 0  # an interrupted run of 2
+    result = runner.invoke(app, [*args, "--total", "2"])
+    assert result.exit_code == 0 and "wrote 1 episodes" in result.output, result.output
+    again = runner.invoke(app, [*args, "--total", "2"])
+    assert again.exit_code == 0 and "nothing to collect" in again.output
+    assert len(read_manifest(tmp_path)["episodes"]) == 2
+    both = runner.invoke(app, [*args, "--episodes", "1", "--total", "3"])
+    assert both.exit_code == 2 and "--episodes and --total exclude each other" in both.output
+
+
 def test_collect_refuses_another_spec_with_exit_code_2(tmp_path):
     assert runner.invoke(app, ["collect", "--episodes", "1", "--out", str(tmp_path), "--policy", "random",
                                "--no-preview"]).exit_code == 0
@@ -31,6 +43,15 @@ def test_collect_refuses_another_spec_with_exit_code_2(tmp_path):
 def test_bad_arguments_exit_with_code_2(args):
     result = runner.invoke(app, args)
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("command", [["collect", "--out"], ["play", "--real", "--record"], ["dream", "--out"],
+                                     ["evaluate", "--out"], ["train", "--out"]])
+def test_a_negative_seed_is_refused_naming_the_option(command, tmp_path):
+    out = tmp_path / ("x.gif" if command[0] in ("play", "dream") else "x")
+    result = runner.invoke(app, [*command, str(out), "--seed", "-1"])
+    assert result.exit_code == 2 and "--seed" in result.output and "Traceback" not in result.output
+    assert not out.exists()
 
 
 COMMANDS = [[], ["collect"], ["train"], ["train", "vae"], ["train", "world-model"], ["encode"], ["play"], ["dream"],

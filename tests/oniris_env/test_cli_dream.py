@@ -46,6 +46,14 @@ def test_cli_dream_writes_an_annotated_video(tmp_path, random_bundle):
     assert CliRunner().invoke(app, ["dream", "--out", str(tmp_path / "x.avi")]).exit_code == 2
 
 
+def test_cli_dream_refuses_an_actions_file_without_policy_file(tmp_path):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("2 2 0 1")
+    result = CliRunner().invoke(app, ["dream", "--out", str(tmp_path / "x.gif"), "--actions", str(keys)])
+    assert result.exit_code == 2 and "add --policy file" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.gif").exists()
+
+
 def test_cli_dream_on_diverged_weights_exits_2_instead_of_a_black_video(tmp_path, random_bundle):
     import shutil
 

@@ -129,10 +129,26 @@ def test_bad_actions_raise_and_step_nothing(bundle: Path) -> None:
     reference = OnirisLunarLanderDream(weights=bundle)
     env.reset(seed=3)
     reference.reset(seed=3)
-    for bad in (4, -1, 1.5, "2", None, np.array([1, 2])):
+    for bad in (4, -1, 1.5, "2", None, np.array([1, 2]), True, np.bool_(True)):
         with pytest.raises(ValueError, match=r"action must be an int in \[0, 4\)"):
             env.step(bad)
     assert np.array_equal(env.step(1)[0], reference.step(1)[0])  # the bad calls advanced nothing
+
+
+def test_step_and_reset_after_close_raise(bundle: Path) -> None:
+    env = OnirisLunarLanderDream(weights=bundle)
+    env.reset(seed=0)
+    env.close()
+    env.close()  # twice is allowed
+    with pytest.raises(RuntimeError, match=r"step\(\) called after close"):
+        env.step(0)
+    with pytest.raises(RuntimeError, match=r"reset\(\) called after close"):
+        env.reset(seed=0)
+    wrapped = gym.make("OnirisLunarLander-v0", weights=bundle)
+    wrapped.reset(seed=0)
+    wrapped.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        wrapped.step(0)
 
 
 @pytest.mark.parametrize(
@@ -227,6 +243,18 @@ def test_missing_weights_name_the_path_and_the_command(tmp_path: Path) -> None:
     if not (shipped_weights_dir() / WORLD_MODEL_FILE).is_file():
         with pytest.raises(FileNotFoundError, match=r"(?s)oniris_env/weights.*oniris-env train"):
             gym.make("OnirisLunarLander-v0")
+
+
+def test_empty_or_non_path_weights_are_refused(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from oniris_env.vector import OnirisLunarLanderVector
+
+    monkeypatch.chdir(bundle)  # "" would have loaded the bundle of the current folder
+    for make in (OnirisLunarLanderDream, OnirisLunarLanderVector):
+        with pytest.raises(ValueError, match="weights is an empty path"):
+            make(weights="")
+        with pytest.raises(TypeError, match="weights must be a directory path"):
+            make(weights=3)
+    assert load_bundle(".").path == Path(".")  # a folder given explicitly is still a folder
 
 
 def test_make_without_prior_import(bundle: Path) -> None:

@@ -79,6 +79,10 @@ def test_actions_file_parsing(tmp_path):
     f.write_text("2 7\n")
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
         read_actions_file(f)
+    binary = tmp_path / "keys.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ValueError, match=f"{binary}: not a text file"):
+        read_actions_file(binary)
 
 
 def test_cli_play_real_headless(tmp_path):
@@ -92,4 +96,7 @@ def test_cli_play_real_headless(tmp_path):
     assert bad.exit_code == 2 and ".gif" in bad.output
     missing = CliRunner().invoke(app, ["play", "--real", "--actions", str(tmp_path / "none.txt")])
     assert missing.exit_code == 2 and "none.txt" in missing.output
+    (tmp_path / "keys.bin").write_bytes(bytes(range(256)))
+    binary = CliRunner().invoke(app, ["play", "--real", "--actions", str(tmp_path / "keys.bin")])
+    assert binary.exit_code == 2 and "keys.bin: not a text file" in binary.output and "Traceback" not in binary.output
 

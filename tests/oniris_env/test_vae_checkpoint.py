@@ -39,6 +39,22 @@ def test_save_load_gives_identical_outputs(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_saved_weights_get_the_file_mode_of_their_neighbours(tmp_path: Path) -> None:
+    """safetensors' own `save_file` writes 0600 files; ours follow the umask like any `open()` (0644 here)."""
+    import os
+
+    from oniris_env.bundle import CONTEXTS_FILE, VAE_FILE, WORLD_MODEL_FILE, save_random_bundle
+
+    old = os.umask(0o022)
+    try:
+        bundle = save_random_bundle(tmp_path / "bundle")  # vae, world model (safetensors) and start contexts (npz)
+        save_vae(make_model(), tmp_path / "vae.safetensors")
+    finally:
+        os.umask(old)
+    for path in (bundle / VAE_FILE, bundle / WORLD_MODEL_FILE, bundle / CONTEXTS_FILE, tmp_path / "vae.safetensors"):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
 def test_spec_mismatch_is_refused(tmp_path: Path) -> None:
     other = dataclasses.replace(DEFAULT_SPEC, action_repeat=3)
     path = save_vae(make_model(), tmp_path / "vae.safetensors", spec=other)

@@ -101,13 +101,64 @@ def test_vector_bad_input(bundle: Path) -> None:
     with pytest.raises(RuntimeError, match="before reset"):
         env.step(np.array([0, 0]))
     env.reset(seed=0)
-    for bad in (np.array([0, 4]), np.array([0]), np.array([0.5, 1.0]), np.array([[0, 1]])):
+    for bad in (np.array([0, 4]), np.array([0]), np.array([0.5, 1.0]), np.array([[0, 1]]), np.array([True, False]),
+                [True, True]):
         with pytest.raises(ValueError, match="actions must be 2 ints"):
             env.step(bad)
     with pytest.raises(ValueError, match=r"\(N, T, 64, 96, 3\)"):
         env.reset(options={"context_frames": np.zeros((2, 64, 96, 3), np.uint8)})
     with pytest.raises(ValueError, match="unknown reset options"):
         env.reset(options={"foo": 1})
+
+
+def test_vector_context_options_are_checked_as_the_single_env_checks_them(bundle: Path) -> None:
+    from oniris_env.dream_env import OnirisLunarLanderDream
+
+    env = OnirisLunarLanderVector(num_envs=2, weights=bundle)
+    single = OnirisLunarLanderDream(weights=bundle)
+    env.reset(seed=0)
+    one = np.zeros((2, 1, 64, 96, 3), np.uint8)
+    one[:, 0, 5:9, 5:9] = 150
+    obs, _ = env.reset(options={"context_frames": one})  # a one-frame context needs no actions
+    assert np.array_equal(obs, one[:, -1])
+    single.reset(options={"context_frames": one[0]})
+    for options in ({"context_actions": np.zeros((2, 1), np.int64)}, {"context_frames": np.zeros((2, 3, 64, 96, 3),
+                                                                                                   np.uint8)}):
+        with pytest.raises(ValueError, match="context_") as batched:
+            env.reset(options=options)
+        with pytest.raises(ValueError, match="context_") as alone:
+            single.reset(options={k: v[0] for k, v in options.items()})
+        assert str(batched.value).split("(")[0] == str(alone.value).split("(")[0]  # the same message
+
+
+@pytest.mark.parametrize("num_envs", [2.5, True, "2", 0, -1])
+def test_num_envs_must_be_a_positive_int(bundle: Path, num_envs) -> None:
+    error = ValueError if isinstance(num_envs, int) and not isinstance(num_envs, bool) else TypeError
+    for make in (OnirisLunarLanderVector, OnirisSB3VecEnv):
+        with pytest.raises(error, match=r"num_envs must be an int >= 1, got"):
+            make(num_envs=num_envs, weights=bundle)
+    with pytest.raises(error, match="num_envs"):
+        gym.make_vec("OnirisLunarLander-v0", num_envs=num_envs, weights=bundle)
+    assert OnirisLunarLanderVector(num_envs=np.int64(2), weights=bundle).num_envs == 2
+
+
+def test_step_and_reset_after_close_raise(bundle: Path) -> None:
+    vector = OnirisLunarLanderVector(num_envs=2, weights=bundle)
+    sb3 = OnirisSB3VecEnv(num_envs=2, weights=bundle)
+    vector.reset(seed=0)
+    sb3.reset()
+    vector.close()
+    sb3.close()
+    vector.close()
+    sb3.close()  # twice is allowed
+    with pytest.raises(RuntimeError, match=r"step\(\) called after close"):
+        vector.step(np.array([0, 0]))
+    with pytest.raises(RuntimeError, match=r"reset\(\) called after close"):
+        vector.reset(seed=0)
+    with pytest.raises(RuntimeError, match=r"step\(\) called after close"):
+        sb3.step(np.array([0, 0]))
+    with pytest.raises(RuntimeError, match=r"reset\(\) called after close"):
+        sb3.reset()
 
 
 def test_sb3_vec_env_autoreset_contract(bundle: Path) -> None:

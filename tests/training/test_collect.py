@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from oniris_env.spec import GameSpec, SpecMismatchError
-from training.collect import collect_episodes, run_episode
+from training.collect import collect_episodes, collect_to_total, run_episode
 from training.dataset import EpisodeWindows, is_validation
 from training.episodes import EpisodeFileError, load_episode, read_manifest
 from training.policies import MAX_NOISE_HOLD, MAX_STICKY_HOLD, choose_policy, make_policy
@@ -64,6 +64,17 @@ def test_interrupted_run_adopts_finished_files(dataset, tmp_path):
     added = collect_episodes(tmp_path, 2, seed=11, policy="random", progress=False)
     assert [e["index"] for e in added] == [1, 2]
     assert read_manifest(tmp_path)["episodes"][:1] == manifest["episodes"]
+
+
+def test_collect_to_total_finishes_an_interrupted_run_with_the_same_episodes(dataset, tmp_path):
+    collect_episodes(tmp_path, 1, seed=11, policy="random", progress=False)  # interrupted after one episode
+    added = collect_to_total(tmp_path, 3, seed=11, policy="random", progress=False)
+    assert [e["index"] for e in added] == [1, 2]
+    assert read_manifest(tmp_path)["episodes"] == read_manifest(dataset)["episodes"]
+    assert collect_to_total(tmp_path, 3, seed=11, policy="random", progress=False) == []  # complete: nothing
+    assert collect_to_total(tmp_path, 2, seed=11, policy="random", progress=False) == []  # more than enough
+    with pytest.raises(ValueError, match="total must be >= 1"):
+        collect_to_total(tmp_path, 0)
 
 
 def test_spec_mismatch_is_refused_naming_both_specs(dataset):

@@ -88,6 +88,24 @@ def test_refuses_duplicate_seeds_other_specs_and_its_own_input(two_collections, 
     assert not (tmp_path / "mixed").exists()
 
 
+@pytest.mark.parametrize("damage", ["truncated", "swapped"])
+def test_a_truncated_or_swapped_episode_file_is_refused_with_its_name(two_collections, tmp_path, damage):
+    import shutil
+
+    a, b = two_collections
+    bad = shutil.copytree(b, tmp_path / "bad")
+    victim = bad / read_manifest(bad)["episodes"][1]["file"]
+    if damage == "truncated":  # an interrupted copy: the first half of the file
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    else:  # another episode's file under this name: its length and seed are not the manifest's
+        shutil.copy(a / read_manifest(a)["episodes"][0]["file"], victim)
+    with pytest.raises(ValueError, match=str(victim)):
+        merge_datasets([a, bad], tmp_path / "merged", progress=False)
+    assert not (tmp_path / "merged").exists()
+    result = runner.invoke(app, ["merge", "--data", str(a), "--data", str(bad), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and str(victim) in result.output and "Traceback" not in result.output
+
+
 def test_cli_merge_and_its_errors(two_collections, tmp_path):
     a, b = two_collections
     result = runner.invoke(app, ["merge", "--data", str(a), "--data", str(b), "--out", str(tmp_path / "m")])
