@@ -35,7 +35,7 @@ from oniris_env.bundle import Bundle, load_bundle
 from oniris_env.sampler import SamplerConfig
 from oniris_env.simulator import DreamSimulator
 
-SECTIONS = ("peak", "profile", "decode", "reset", "curve")
+SECTIONS = ("peak", "profile", "decode", "reset", "agent", "curve")
 
 #: op kind of an aten op (self CPU time), first match wins; anything else is "elementwise / other".
 OP_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -328,6 +328,27 @@ def reset_cost(bundle: Bundle, batch: int, counts: tuple[int, ...], sampler: Sam
     return result
 
 
+def agent_speed(weights: str | None, batch: int, steps: int, sampler: SamplerConfig, horizon: int,
+                lost_lander_reward: float | None = -100.0) -> tuple[float, float, float]:
+    """(wall, thread-CPU) steps/s and resets per step of an agent's dream: latent observations, the lost-lander
+    rule (every frame decoded) and episodes truncated at `horizon` (early agent training: ~30-50 steps)."""
+    from oniris_env.vector import DreamEpisodes
+
+    episodes = DreamEpisodes(batch, weights, "latent", device="cpu", sampler=sampler, max_episode_steps=horizon,
+                             lost_lander_reward=lost_lander_reward)
+    episodes.seed(0)
+    episodes.reset()
+    rng = np.random.default_rng(0)
+    episodes.elapsed[:] = rng.integers(0, horizon, size=batch)  # staggered ends: ~B / horizon resets per step
+    for _ in range(min(horizon, 50)):  # the bank's contexts drawn as in a long run
+        episodes.step(rng.integers(4, size=batch))
+    done = 0
+    w0, c0 = time.perf_counter(), time.thread_time()
+    for _ in range(steps):
+        done += int(episodes.step(rng.integers(4, size=batch)).done.sum())
+    return batch * steps / (time.perf_counter() - w0), batch * steps / (time.thread_time() - c0), done / steps
+
+
 # -- report --------------------------------------------------------------------------------------------------------
 
 
@@ -429,6 +450,15 @@ def main() -> None:
                 print(f"| {n} | {ms['total']:.1f} | {ms.get('encode', 0):.1f} | {ms.get('commit', 0):.1f} | "
                       f"{ms['other']:.1f} | {ms['total'] / n:.1f} |", flush=True)
             print()
+    if "agent" in sections:
+        print(f"### An agent's dream: latent obs + lost_lander_reward (decodes every frame) + resets ({load_text()})\n")
+        print("| B | horizon | resets per step | wall steps/s | CPU steps/s |\n|---|---|---|---|---|")
+        for b in batches:
+            for horizon in (40, 500):
+                wall, cpu, resets = agent_speed(args.weights, b, max(args.steps * 32 // max(b, 16), 4), sampler,
+                                                horizon)
+                print(f"| {b} | {horizon} | {resets:.2f} | {wall:.0f} | {cpu:.0f} |", flush=True)
+        print()
     if "curve" in sections:
         print(f"### Throughput curve, SB3 adapter, no resets ({load_text()})\n")
         print("| B | latent wall | latent CPU | pixels wall | pixels CPU |\n|---|---|---|---|---|")
