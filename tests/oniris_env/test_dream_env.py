@@ -319,3 +319,33 @@ def test_simulator_equals_the_value_cache_oracle(bundle: Path) -> None:
         torch.testing.assert_close(g.latents, w.latent, rtol=0, atol=1e-5)
         torch.testing.assert_close(torch.as_tensor(g.term_logits), w.term_logit.float(), rtol=0, atol=1e-4)
         assert np.array_equal(g.terminated, 1 / (1 + np.exp(-g.term_logits)) > DEFAULT_TERMINATION_THRESHOLD)
+
+
+def test_bank_contexts_are_encoded_once_alone(bundle: Path) -> None:
+    """A reset from the bank uses each context's own encoding (`encode_frames` of that context alone), computed on
+    its first draw and kept: later draws call no VAE, and a reseeded simulator reproduces the same dream."""
+    from oniris_env.simulator import DreamSimulator
+
+    loaded = load_bundle(bundle)
+    calls = []
+    encode = loaded.vae.encode_frames
+
+    def counting(frames, *args, **kwargs):
+        calls.append(len(frames))
+        return encode(frames, *args, **kwargs)
+
+    loaded.vae.encode_frames = counting
+    sim = DreamSimulator.from_bundle(loaded, 3, decode=False)
+    pick = np.random.default_rng(4).integers(len(loaded.contexts), size=3)
+    _, latents = sim.reset(None, np.random.default_rng(4))
+    want = torch.cat([encode(loaded.contexts.frames[i : i + 1])[:, -1] for i in pick])
+    assert torch.equal(latents, want)
+    assert calls == [1] * len(set(pick.tolist()))
+    runs = []
+    for _ in range(2):
+        sim.seed(0)
+        sim.reset(None, np.random.default_rng(4))
+        runs.append([sim.step(np.array([0, 1, 2])).latents for _ in range(3)])
+    assert len(calls) == len(set(pick.tolist()))  # no VAE call after the first draws
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)

@@ -245,6 +245,12 @@ def test_splice_equals_reset_and_masked_commits():
         torch.testing.assert_close(spliced.position, masked.position)
         with pytest.raises(ValueError, match="expected 1 rows"):
             cache.splice(torch.tensor([0, 1]), fresh)
+        in_place = cache.splice(torch.tensor([1]), fresh, in_place=True)  # consumes `cache`
+        for got, want in zip(dataclasses.astuple(in_place), dataclasses.astuple(spliced), strict=True):
+            for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,),
+                            strict=True):
+                assert torch.equal(g, w)
+        assert in_place.keys[0] is cache.keys[0]  # written into the given buffers, no copy
 
 
 def batch_of(batch, i, b):
