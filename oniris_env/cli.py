@@ -340,6 +340,15 @@ def info() -> None:
     if card.is_file():
         for key, value in json.loads(card.read_text()).items():
             typer.echo(f"  {key}: {value}")
+    agent = weights / "agent" / "agent.json"
+    if agent.is_file():
+        meta = json.loads(agent.read_text())
+        size = (agent.parent / "agent.safetensors").stat().st_size / 1e6
+        config, notes = meta["config"], meta.get("notes", {})
+        typer.echo(f"shipped agent: {agent.parent} ({size:.1f} MB), {config['algo']} on {config['obs']} x "
+                   f"{config['frame_stack']} frames, {notes.get('dream_steps', '?')} dream steps")
+        if "real_evaluation" in notes:
+            typer.echo(f"  real evaluation: {notes['real_evaluation']}")
 
 
 @app.command(epilog="Examples:\n\n  oniris-env check\n\n  oniris-env check --weights runs/bundle")

@@ -100,14 +100,19 @@ def eval_command(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda (the dream's device)")] = "auto",
     denoise_steps: Annotated[int, typer.Option(min=2, help="Euler steps of the dream's sampler.")] = 3,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads.")] = None,
+    sample: Annotated[bool, typer.Option(
+        help="Sample each action from the agent's policy (seeded by --seed) instead of taking the most likely one.")
+    ] = False,
     end_lost: Annotated[bool, typer.Option(
         help="--env dream: a dream whose lander leaves the view ends with -100 (as agents are trained); "
              "--no-end-lost lets it go on with the reward head's guesses.")] = True,
 ) -> None:
     """Play N episodes with an agent or a baseline; mean and std of the return, % >= 200, outcomes."""
+    from dataclasses import replace
+
     import torch
 
-    from agents.actors import make_actor
+    from agents.actors import PolicyActor, make_actor
     from agents.config import EVALUATION_SEED, LOST_LANDER_REWARD
     from agents.evaluate import evaluate_dream, evaluate_real, format_summary
 
@@ -125,6 +130,11 @@ def eval_command(
     seed = EVALUATION_SEED if seed is None else seed
     try:
         actor = make_actor(agent, seed)
+        if sample:
+            if not isinstance(actor, PolicyActor):
+                fail(f"--sample needs a trained agent, not {agent!r}")
+            torch.manual_seed(seed)  # SB3 samples with torch's global generator
+            actor = replace(actor, deterministic=False)
         if env == "real":
             result = evaluate_real(actor, episodes, seed, envs, weights, progress=True)
         else:

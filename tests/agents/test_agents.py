@@ -227,6 +227,22 @@ def test_cli_agent_eval_writes_the_promised_json(bundle: Path, tmp_path: Path) -
     assert bad.exit_code == 2 and "no saved agent" in bad.output
 
 
+def test_cli_agent_eval_samples_the_shipped_agent_reproducibly(tmp_path: Path) -> None:
+    """`--sample` draws each action from the policy, seeded by --seed: the same command gives the same episodes."""
+    outs = []
+    for name in ("a.json", "b.json"):
+        outs.append(tmp_path / name)
+        result = CliRunner().invoke(
+            app, ["agent", "eval", "--agent", "shipped", "--env", "real", "--episodes", "2", "--seed", "11",
+                  "--sample", "--json", str(outs[-1]), "--threads", "1"],
+        )
+        assert result.exit_code == 0, result.output
+    a, b = (json.loads(o.read_text()) for o in outs)
+    assert a["returns"] == b["returns"] and a["lengths"] == b["lengths"] and len(a["returns"]) == 2
+    bad = CliRunner().invoke(app, ["agent", "eval", "--agent", "random", "--sample", "--episodes", "1"])
+    assert bad.exit_code == 2 and "--sample needs a trained agent" in bad.output
+
+
 def test_policy_actor_reads_its_config() -> None:
     actor = PolicyActor(policy=None, config=AgentConfig(frame_stack=3))
     assert actor.obs == "latent" and actor.frame_stack == 3
