@@ -36,7 +36,8 @@ def _root() -> None:
     epilog="Examples:\n\n  oniris-env collect --episodes 20 --out data/real\n\n"
     "  oniris-env collect --episodes 400 --out data/real --seed 0 --workers 2\n\n"
     "  oniris-env collect --episodes 300 --out data/real --policy sticky   # appended after the first ones\n\n"
-    "  oniris-env collect --total 400 --out data/real --workers 2   # re-run after an interruption: fills up to 400"
+    "  oniris-env collect --total 400 --out data/real --workers 2   # re-run after an interruption: fills up to 400\n\n"
+    "  oniris-env collect --episodes 100 --out data/agent --seed 11 --policy agent --agent shipped   # its flights"
 )
 def collect(
     out: Annotated[Path, typer.Option(help="Dataset folder (created; re-runs append new episodes).")],
@@ -51,8 +52,15 @@ def collect(
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Base seed; episode i gets a seed derived from (seed, i).")] = 0,
     policy: Annotated[
-        str, typer.Option(help="mix | random | heuristic | noisy | sticky (random actions held 1-24 steps)")
+        str,
+        typer.Option(
+            help="mix | random | heuristic | noisy | sticky (random actions held 1-24 steps) | agent (--agent "
+            "flies, its actions sampled from its policy)"
+        ),
     ] = "mix",
+    agent: Annotated[
+        str | None, typer.Option(help="With --policy agent: shipped | PATH (a saved agent folder).")
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     action_repeat: Annotated[int, typer.Option(min=1, help="Physics steps per env step.")] = 2,
     preview: Annotated[bool, typer.Option(help="Write preview.png (frame strips of a few episodes).")] = True,
@@ -64,8 +72,21 @@ def collect(
 
     if episodes is not None and total is not None:
         fail("--episodes and --total exclude each other (--episodes N adds N episodes, --total N fills OUT up to N)")
-    if policy not in POLICY_NAMES:
-        fail(f"unknown --policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
+    if policy == "agent":
+        from agents.collect_policy import check_agent
+        from training.collect import AGENT_POLICY_PREFIX
+
+        if agent is None:
+            fail("--policy agent needs --agent shipped | PATH")
+        try:
+            check_agent(agent)
+        except (FileNotFoundError, ValueError) as e:
+            fail(str(e).splitlines()[0])
+        policy = AGENT_POLICY_PREFIX + (agent if agent == "shipped" else str(Path(agent).resolve()))
+    elif agent is not None:
+        fail(f"--agent is read only with --policy agent (got --policy {policy}); add --policy agent")
+    elif policy not in POLICY_NAMES:
+        fail(f"unknown --policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}, agent")
     check_output(out, folder=True)
     spec = GameSpec(action_repeat=action_repeat)
     try:

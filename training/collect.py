@@ -38,21 +38,32 @@ from training.episodes import (
 )
 from training.policies import POLICY_NAMES, choose_policy, make_policy
 
+#: `policy` of `collect_episodes` for a trained agent: this prefix, then `shipped` or the agent's folder
+#: (`agents.collect_policy`; imported only then).
+AGENT_POLICY_PREFIX = "agent:"
+
 
 def run_episode(seed: int, policy: str = "mix", spec: GameSpec = DEFAULT_SPEC) -> tuple[dict[str, np.ndarray], dict]:
     """Play one whole episode (terminal transition included); return its arrays and its manifest entry."""
     from oniris_env.real_env import OnirisLunarLanderReal
 
     rng = np.random.default_rng(seed)
-    choice = choose_policy(policy, rng)
-    act = make_policy(choice, rng, spec.num_actions)
+    if policy.startswith(AGENT_POLICY_PREFIX):  # a trained agent: reads the frames, samples its actions
+        from agents.collect_policy import AgentPolicy
+
+        agent = policy[len(AGENT_POLICY_PREFIX) :]
+        act, label = AgentPolicy(agent, rng), f"agent({agent})"
+    else:
+        choice = choose_policy(policy, rng)
+        act_on_state = make_policy(choice, rng, spec.num_actions)
+        act, label = (lambda state, frame: act_on_state(state)), choice.label()
     env = OnirisLunarLanderReal(action_repeat=spec.action_repeat)
     obs, info = env.reset(seed=seed)
     frames, states = [obs], [info["state"]]
     actions, rewards, terminated, truncated = [], [], [], []
     done = False
     while not done:
-        action = act(info["state"])
+        action = act(info["state"], obs)
         obs, reward, term, trunc, info = env.step(action)
         frames.append(obs)
         states.append(info["state"])
@@ -70,7 +81,7 @@ def run_episode(seed: int, policy: str = "mix", spec: GameSpec = DEFAULT_SPEC) -
         "truncated": np.asarray(truncated, dtype=bool),
         "states": np.stack(states).astype(np.float32),
         "seed": np.asarray(seed, dtype=np.int64),
-        "policy": np.asarray(choice.label()),
+        "policy": np.asarray(label),
         "outcome": np.asarray(info["outcome"]),
     }
     return arrays, _entry(arrays)
@@ -138,8 +149,8 @@ def collect_episodes(
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if policy not in POLICY_NAMES:
-        raise ValueError(f"unknown policy {policy!r}; choose one of {POLICY_NAMES}")
+    if policy not in POLICY_NAMES and not policy.startswith(AGENT_POLICY_PREFIX):
+        raise ValueError(f"unknown policy {policy!r}; choose one of {POLICY_NAMES} or {AGENT_POLICY_PREFIX}PATH")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(out)

@@ -307,3 +307,43 @@ def test_cli_agent_train_then_fly_it_in_dream_and_play(bundle: Path, tmp_path: P
                                  "--weights", str(bundle), "--device", "cpu", "--denoise-steps", "2"])
     assert dreams.exit_code == 0, dreams.output
     assert "dream: 2 episodes" in dreams.output
+
+
+def test_collect_with_the_shipped_agent_records_its_sampled_flights(tmp_path: Path) -> None:
+    """`collect --policy agent`: every recorded action is the agent's sample, recomputed here from the recorded
+    frames encoded in one pass (not streamed) with a fresh generator of the episode's seed."""
+    from agents.actors import make_actor
+    from agents.pilot import FrameStack
+    from training.episodes import load_episode, read_manifest
+
+    out = tmp_path / "flights"
+    result = CliRunner().invoke(
+        app, ["collect", "--episodes", "1", "--out", str(out), "--seed", "5", "--policy", "agent", "--agent",
+              "shipped", "--no-preview"],
+    )
+    assert result.exit_code == 0, result.output
+    entry = read_manifest(out)["episodes"][0]
+    assert entry["policy"] == "agent(shipped)"
+    episode = load_episode(out / entry["file"])
+    frames, actions = episode["frames"], episode["actions"]
+
+    actor, vae = make_actor("shipped"), load_bundle(None).vae
+    latents = vae.encode_frames(frames[None])[0].numpy()
+    stack = FrameStack(actor.frame_stack, latents.shape[1:])
+    rng = np.random.default_rng(int(episode["seed"]))
+    expected = []
+    for t in range(len(actions)):
+        obs = stack.reset(latents[0]) if t == 0 else stack.push(latents[t])
+        with torch.no_grad():
+            probs = actor.policy.get_distribution(torch.as_tensor(obs[None])).distribution.probs[0].double().numpy()
+        expected.append(int(rng.choice(4, p=probs / probs.sum())))
+    assert actions.tolist() == expected
+
+    runner = CliRunner()
+    for args, message in (
+        (["--policy", "agent"], "--policy agent needs --agent"),
+        (["--agent", "shipped"], "--agent is read only with --policy agent"),
+        (["--policy", "agent", "--agent", str(tmp_path / "nothing")], "no saved agent"),
+    ):
+        bad = runner.invoke(app, ["collect", "--episodes", "1", "--out", str(tmp_path / "bad"), *args])
+        assert bad.exit_code == 2 and message in bad.output, bad.output
