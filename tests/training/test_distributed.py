@@ -225,3 +225,60 @@ def test_cli_refuses_cuda_without_a_gpu(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*args, "cuda"])
     assert result.exit_code == 2 and "CUDA is not available" in result.output, result.output
     assert not (tmp_path / "run").exists()
+
+
+REFUSED = "cannot run under torchrun (WORLD_SIZE=2): only `train vae` and `train world-model` run as DDP ranks"
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["train", "--preset", "tiny", "--out", "RUN"], "train"),
+        (["train", "heads", "--latents", "RUN", "--out", "RUN"], "train heads"),
+        (["collect", "--out", "RUN"], "collect"),
+        (["agent", "train", "--preset", "tiny", "--out", "RUN"], "agent"),
+        (["info"], "info"),
+    ],
+)
+def test_one_process_commands_refuse_world_size_2(tmp_path: Path, args: list[str], command: str) -> None:
+    """Cheap (no torchrun): WORLD_SIZE=2 in the environment is what torchrun sets on every rank."""
+    from typer.testing import CliRunner
+
+    from oniris_env.cli import app
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, [str(run) if a == "RUN" else a for a in args], env={"WORLD_SIZE": "2"})
+    assert result.exit_code == 2, result.output
+    expected = f"error: `oniris-env {command}` {REFUSED}; run this one as one process, without torchrun: "
+    assert result.output == expected + f"oniris-env {command} ...\n"
+    assert not run.exists()
+
+
+def test_ddp_commands_pass_the_torchrun_check(tmp_path: Path) -> None:
+    """`train vae` and `train world-model` get past the check (here to their own one-line dataset check)."""
+    from typer.testing import CliRunner
+
+    from oniris_env.cli import app
+
+    for args in (["vae", "--data"], ["world-model", "--latents"]):
+        result = CliRunner().invoke(
+            app, ["train", *args, str(tmp_path / "missing"), "--out", str(tmp_path / "run")], env={"WORLD_SIZE": "2"}
+        )
+        assert result.exit_code == 2 and "torchrun" not in result.output and "missing" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_torchrun_pipeline_is_refused_on_every_rank_without_gloo_errors(tmp_path: Path) -> None:
+    """`torchrun ... train --preset tiny` (the whole pipeline) used to die in gloo connection errors: now every
+    rank exits 2 with one line before any work. torchrun itself then exits 1 with its own failure summary."""
+    cmd, env = torchrun_command("train", "--preset", "tiny", "--out", str(tmp_path / "run"))
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    output = result.stdout + result.stderr
+    ours = [line for line in output.splitlines() if line.startswith("error:")]
+    # torchrun stops the other rank as soon as one fails, sometimes before it printed its line
+    assert 1 <= len(ours) <= 2 and set(ours) == {
+        f"error: `oniris-env train` {REFUSED}; run this one as one process, without torchrun: oniris-env train ..."
+    }, output
+    assert result.returncode == 1 and "exitcode  : 2" in output, output  # the ranks' code, in torchrun's summary
+    assert "gloo" not in output.lower() and "oniris_env/" not in output and "training/" not in output, output
+    assert not (tmp_path / "run").exists()
