@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from oniris_env.cli_agent import agent_app
-from oniris_env.cli_common import check_dataset, check_output, fail
+from oniris_env.cli_common import check_dataset, check_output, fail, refuse_under_torchrun
 from oniris_env.cli_evaluate import EPILOG as EVALUATE_EPILOG
 from oniris_env.cli_evaluate import evaluate
 from oniris_env.cli_train import train_app
@@ -28,8 +28,10 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(ctx: typer.Context) -> None:
     """LunarLander as a learned world. Run `oniris-env COMMAND --help` for a command's options and examples."""
+    if ctx.invoked_subcommand != "train":  # `train`'s own callback decides for its sub-commands
+        refuse_under_torchrun(ctx.invoked_subcommand or "")
 
 
 @app.command(

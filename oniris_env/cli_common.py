@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+TORCHRUN_COMMANDS = ("train vae", "train world-model")
+"""The commands that run as DDP ranks under `torchrun` (`training.distributed`); every other one is one process."""
+
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line reason to stderr and exit with `code` (2 = bad usage or input)."""
@@ -38,3 +41,20 @@ def check_dataset(path: Path, make: str, kind: str | None = "frames") -> None:
         require_manifest(path, make, kind)
     except (FileNotFoundError, EpisodeFileError) as e:
         fail(str(e))
+
+
+def refuse_under_torchrun(command: str) -> None:
+    """Exit with code 2 and one line, before any work, when `command` (e.g. 'collect', 'train heads') runs under
+    `torchrun` (`WORLD_SIZE` > 1) but is not one of `TORCHRUN_COMMANDS`: every rank would otherwise run the whole
+    command, racing on the same files. Each rank prints the line; torchrun then reports that its ranks failed."""
+    try:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        world_size = 1
+    if world_size <= 1 or command in TORCHRUN_COMMANDS:
+        return
+    allowed = " and ".join(f"`{c}`" for c in TORCHRUN_COMMANDS)
+    fail(
+        f"`oniris-env {command}` cannot run under torchrun (WORLD_SIZE={world_size}): only {allowed} run as DDP "
+        f"ranks; run this one as one process, without torchrun: oniris-env {command} ..."
+    )

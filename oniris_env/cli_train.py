@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from oniris_env.cli_common import check_dataset, fail
+from oniris_env.cli_common import check_dataset, fail, refuse_under_torchrun
 
 train_app = typer.Typer(no_args_is_help=True)
 
@@ -57,8 +57,9 @@ def train_pipeline_command(
     The final weights directory, OUT/heads/bundle, is OUT/bundle (the world model as trained) with refitted
     reward / termination heads: gym.make("OnirisLunarLander-v0", weights="OUT/heads/bundle").
 
-    The sub-commands below run one stage each.
+    The sub-commands below run one stage each; under `torchrun` only `train vae` and `train world-model` run.
     """
+    refuse_under_torchrun("train" if ctx.invoked_subcommand is None else f"train {ctx.invoked_subcommand}")
     if ctx.invoked_subcommand is not None:
         if out is not None:
             fail(f"--out before `{ctx.invoked_subcommand}` belongs to the whole pipeline; put it after the sub-command")

@@ -160,12 +160,24 @@ class DistributedContext:
         return bool(t.item())
 
     def destroy(self) -> None:
-        """Leave the process group if `from_env` created it."""
-        if self.owns_group:
-            import torch.distributed as dist
+        """Leave the process group if `from_env` created it; safe on every exit path, and a no-op the second time.
 
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        The trainers call it in a `finally` (normal end, exception, Ctrl-C, SIGTERM), so the gloo / NCCL threads
+        are stopped before the interpreter exits instead of being torn down during its shutdown, where they can
+        abort the process (C++ "terminate called ...", exit code -6) after the weights were written. No barrier:
+        after an error the other ranks may be gone or stuck in a collective. An error while leaving only warns,
+        so it never hides the exception that ended the run.
+        """
+        if not self.owns_group:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return
+        try:
+            dist.destroy_process_group()
+        except Exception as e:  # noqa: BLE001 (leaving is best effort: the run's own outcome decides the exit)
+            warnings.warn(f"rank {self.rank}: leaving the process group failed: {e}", stacklevel=2)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -53,11 +53,17 @@ def torchrun_command(*args: str, ranks: int = 2) -> tuple[list[str], dict[str, s
     return cmd, env
 
 
-def torchrun(*args: str, ranks: int = 2) -> subprocess.CompletedProcess:
-    """Run `torchrun_command(*args)` to the end; it must succeed."""
+ABORTED = ("terminate called", "SIGABRT", "exitcode  : -6")
+"""What a rank that aborts at exit (process-group threads torn down during interpreter shutdown) leaves in the log."""
+
+
+def torchrun(*args: str, ranks: int = 2, returncode: int = 0) -> subprocess.CompletedProcess:
+    """Run `torchrun_command(*args)` to the end; it must exit with `returncode` (torchrun's: 1 when a rank failed)
+    and no rank may abort."""
     cmd, env = torchrun_command(*args, ranks=ranks)
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    log = f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    assert result.returncode == returncode and not any(s in result.stderr for s in ABORTED), log
     return result
 
 
@@ -76,6 +82,20 @@ def test_one_process_context_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None
     ctx.destroy()
     with pytest.raises(ValueError, match="rank"):
         DistributedContext(rank=2, world_size=2)
+
+
+def test_destroy_never_hides_the_runs_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`destroy` runs in the trainers' `finally`: a failure while leaving the group is a warning, not an error."""
+    import torch.distributed as dist
+
+    def broken() -> None:
+        raise RuntimeError("Connection closed by peer")
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "destroy_process_group", broken)
+    with pytest.warns(UserWarning, match="rank 1: leaving the process group failed: Connection closed by peer"):
+        DistributedContext(rank=1, world_size=2, owns_group=True).destroy()
+    DistributedContext(rank=1, world_size=2).destroy()  # a group it did not create is left alone
 
 
 def test_wrapper_prefixes_are_stripped_and_digest_sees_every_bit() -> None:
@@ -123,21 +143,9 @@ def test_world_model_two_cpu_ranks_stay_in_sync_and_checkpoints_interchange(tmp_
     run = tmp_path / "run"
     # one process: 2 steps -> torchrun with 2 ranks resumes that checkpoint up to step 3
     train_world_model(tmp_path / "lat", run, config=TrainWorldModelConfig.tiny(steps=2), progress=False)
-    torchrun(
-        "train",
-        "world-model",
-        "--latents",
-        str(tmp_path / "lat"),
-        "--out",
-        str(run),
-        "--preset",
-        "tiny",
-        "--steps",
-        "3",
-        "--device",
-        "cpu",
-        "--no-compile",
-    )
+    args = ("train", "world-model", "--latents", str(tmp_path / "lat"), "--out", str(run), "--preset", "tiny")
+    args += ("--steps", "3", "--device", "cpu", "--no-compile")
+    torchrun(*args)
     records = read_metrics(run)
     sync = [r for r in records if r["split"] == "sync"]
     assert len(sync) == 1 and sync[0]["ranks_in_sync"] and sync[0]["world_size"] == 2, sync
@@ -151,6 +159,10 @@ def test_world_model_two_cpu_ranks_stay_in_sync_and_checkpoints_interchange(tmp_
     assert param_digest(ema_weights.state_dict()) == param_digest(
         {k: v for k, v in state.ema.items() if k in ema_weights.state_dict()}
     )
+    # an error with the process group up (resuming with another config): the ranks exit 2 (torchrun may stop
+    # the second one first), none aborts
+    failed = torchrun(*args, "--lr", "0.5", returncode=1)
+    assert "exitcode  : 2" in failed.stderr and "was trained with another config" in failed.stderr, failed.stderr
     # the DDP checkpoint resumes in one process for one more step
     train_world_model(tmp_path / "lat", run, config=TrainWorldModelConfig.tiny(steps=4), progress=False)
     assert load_checkpoint(run).step == 4
@@ -179,6 +191,7 @@ def test_sigterm_to_torchrun_saves_on_every_rank(tmp_path: Path) -> None:
         proc.kill()
     state = load_checkpoint(run)
     assert f"stopped by SIGTERM after step {state.step}," in stderr, stderr[-3000:]
+    assert not any(s in stderr for s in ABORTED), stderr[-3000:]  # the ranks leave the group and exit 143
     assert len(state.rank_rngs) == 2 and state.step >= 5
 
 
@@ -224,4 +237,61 @@ def test_cli_refuses_cuda_without_a_gpu(tmp_path: Path) -> None:
     args = ["train", "world-model", "--latents", str(tmp_path / "lat"), "--out", str(tmp_path / "run"), "--device"]
     result = CliRunner().invoke(app, [*args, "cuda"])
     assert result.exit_code == 2 and "CUDA is not available" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+REFUSED = "cannot run under torchrun (WORLD_SIZE=2): only `train vae` and `train world-model` run as DDP ranks"
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["train", "--preset", "tiny", "--out", "RUN"], "train"),
+        (["train", "heads", "--latents", "RUN", "--out", "RUN"], "train heads"),
+        (["collect", "--out", "RUN"], "collect"),
+        (["agent", "train", "--preset", "tiny", "--out", "RUN"], "agent"),
+        (["info"], "info"),
+    ],
+)
+def test_one_process_commands_refuse_world_size_2(tmp_path: Path, args: list[str], command: str) -> None:
+    """Cheap (no torchrun): WORLD_SIZE=2 in the environment is what torchrun sets on every rank."""
+    from typer.testing import CliRunner
+
+    from oniris_env.cli import app
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, [str(run) if a == "RUN" else a for a in args], env={"WORLD_SIZE": "2"})
+    assert result.exit_code == 2, result.output
+    expected = f"error: `oniris-env {command}` {REFUSED}; run this one as one process, without torchrun: "
+    assert result.output == expected + f"oniris-env {command} ...\n"
+    assert not run.exists()
+
+
+def test_ddp_commands_pass_the_torchrun_check(tmp_path: Path) -> None:
+    """`train vae` and `train world-model` get past the check (here to their own one-line dataset check)."""
+    from typer.testing import CliRunner
+
+    from oniris_env.cli import app
+
+    for args in (["vae", "--data"], ["world-model", "--latents"]):
+        result = CliRunner().invoke(
+            app, ["train", *args, str(tmp_path / "missing"), "--out", str(tmp_path / "run")], env={"WORLD_SIZE": "2"}
+        )
+        assert result.exit_code == 2 and "torchrun" not in result.output and "missing" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_torchrun_pipeline_is_refused_on_every_rank_without_gloo_errors(tmp_path: Path) -> None:
+    """`torchrun ... train --preset tiny` (the whole pipeline) used to die in gloo connection errors: now every
+    rank exits 2 with one line before any work. torchrun itself then exits 1 with its own failure summary."""
+    cmd, env = torchrun_command("train", "--preset", "tiny", "--out", str(tmp_path / "run"))
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    output = result.stdout + result.stderr
+    ours = [line for line in output.splitlines() if line.startswith("error:")]
+    # torchrun stops the other rank as soon as one fails, sometimes before it printed its line
+    assert 1 <= len(ours) <= 2 and set(ours) == {
+        f"error: `oniris-env train` {REFUSED}; run this one as one process, without torchrun: oniris-env train ..."
+    }, output
+    assert result.returncode == 1 and "exitcode  : 2" in output, output  # the ranks' code, in torchrun's summary
+    assert "gloo" not in output.lower() and "oniris_env/" not in output and "training/" not in output, output
     assert not (tmp_path / "run").exists()
