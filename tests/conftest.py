@@ -1,7 +1,24 @@
-"""Shared test settings: headless pygame, and no GPU ever needed."""
+"""Shared test settings: headless pygame, no GPU ever needed, and the `one_thread` fixture.
+
+A test module of small models opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`.
+"""
 
 import os
+
+import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread for the test, restored after it: tiny models are overhead-bound, so threads only
+    add contention (and a busy shared CPU makes them slower still)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,18 +23,12 @@ from oniris_env.bundle import load_bundle, save_random_bundle
 from oniris_env.cli import app
 from oniris_env.real_env import OnirisLunarLanderReal, episode_seed
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_random_bundle(tmp_path_factory.mktemp("agents") / "bundle")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_real_latents_stream_equal_one_pass_encoding_of_the_recorded_frames(bundle: Path) -> None:

@@ -24,6 +24,8 @@ from oniris_env.bundle import (
 from oniris_env.dream_env import OnirisLunarLanderDream
 from oniris_env.spec import GameSpec, SpecMismatchError
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -39,14 +41,6 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_start_contexts(root / "data", path, length=3)  # the same bank, through the file-writing entry point
     assert np.array_equal(load_bundle(path).contexts.frames, contexts.frames)
     return path
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models: threads only add contention
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_gymnasium_env_checker(bundle: Path) -> None:

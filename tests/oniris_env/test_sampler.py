@@ -9,13 +9,7 @@ import torch
 from oniris_env.sampler import SamplerConfig, commit_context, rebuild_cache, sample_next, sigma_schedule
 from oniris_env.world_model import WorldModel, WorldModelConfig, frame_actions
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_model(seed: int = 0, **overrides) -> WorldModel:

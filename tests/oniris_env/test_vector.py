@@ -7,12 +7,13 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import oniris_env  # noqa: F401  (registers the ids)
 from oniris_env.bundle import save_random_bundle
 from oniris_env.sb3_vec_env import OnirisSB3VecEnv
 from oniris_env.vector import OnirisLunarLanderVector
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 NEVER, ALWAYS = 1 - 1e-9, 1e-9  # termination thresholds that a random-init head never / always exceeds
 
@@ -20,14 +21,6 @@ NEVER, ALWAYS = 1 - 1e-9, 1e-9  # termination thresholds that a random-init head
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_random_bundle(tmp_path_factory.mktemp("vector") / "bundle")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_make_vec_uses_the_vector_entry_point(bundle: Path) -> None:

@@ -12,16 +12,10 @@ from oniris_env.bundle import WORLD_MODEL_FILE, shipped_weights_dir
 from oniris_env.world_model import WorldModel, WorldModelConfig, frame_actions, load_world_model
 from oniris_env.world_model.attention import dart_frame_mask
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 ATOL = 1e-5
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are overhead-bound: one intra-op thread is faster, and immune to a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 # Every token count per frame we use or might: 24 (default: 8x12 latent, patch 2), 96 (8x12, patch 1),
 # odd 15 (3x5), tiny 6 (patch 2 on 4x6). All below the 128 tokens where the prototype's masks broke.

@@ -20,16 +20,9 @@ from training.episodes import episode_filename, new_manifest, save_episode, writ
 from training.world_model import TrainWorldModelConfig, train_world_model
 from training.world_model.loss import DartBatch, LossUncertainty, dart_losses
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 LATENT = (4, 4, 6)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are overhead-bound: one intra-op thread is faster, and immune to a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_latent_dataset(root, episodes: int = 6, seed: int = 0) -> None:
