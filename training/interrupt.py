@@ -19,7 +19,11 @@ from typing import Any, Protocol
 
 
 class _Context(Protocol):
+    is_main: bool
+
     def any(self, flag: bool) -> bool: ...
+
+    def barrier(self) -> None: ...
 
 
 class Terminated(SystemExit):
@@ -61,8 +65,15 @@ class StopOnSigterm:
         return ctx.any(self.received)
 
 
-def report_stop(step: int, out: object, is_main: bool) -> Terminated:
-    """Say on stderr (rank 0) where the run stopped and how it resumes; the exception for the trainer to raise."""
-    if is_main:
+def report_stop(step: int, out: object, ctx: _Context) -> Terminated:
+    """Wait until every rank has written its part of the checkpoint, say on stderr (rank 0) where the run stopped
+    and how it resumes; return the exception for the trainer to raise.
+
+    The barrier keeps a rank from leaving the process group (and exiting) while another is still saving: a rank
+    torn down in the middle of the other's last collectives or of torchrun's shutdown was seen to abort in C++
+    ("terminate called without an active exception", exit -6) once, on a loaded machine (issue 23 item 7).
+    """
+    ctx.barrier()
+    if ctx.is_main:
         print(f"stopped by SIGTERM after step {step}, checkpoint saved in {out}: run again to resume", file=sys.stderr)
     return Terminated(step)

@@ -347,7 +347,7 @@ def _train(
             bar.close()
             if saved_step != step:
                 checkpoint(_rng_state(rng))
-            raise report_stop(step, out, ctx.is_main)
+            raise report_stop(step, out, ctx)
     except KeyboardInterrupt:
         if not ctx.distributed:
             _save_checkpoint(ckpt_path, model, opt, step, rng_state, cfg)

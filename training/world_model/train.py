@@ -426,7 +426,7 @@ def _train(
             bar.close()
             if saved_step != step:
                 checkpoint(None)
-            raise report_stop(step, out, ctx.is_main)
+            raise report_stop(step, out, ctx)
     except KeyboardInterrupt:
         bar.close()
         if not ctx.distributed:  # under DDP a rank may already be gone: resume from the last periodic checkpoint
