@@ -69,6 +69,9 @@ class AgentConfig:
     checkpoint_every: int = 50_000
     """Save a resumable checkpoint every this many steps (and on Ctrl-C / SIGTERM)."""
     seed: int = 0
+    init_from: str | None = None
+    """A saved agent folder (`save_agent`) whose policy weights a fresh run starts from, e.g. the closed loop's
+    previous agent continuing in a new dream; it must have this config's observation and network."""
 
     def __post_init__(self) -> None:
         for name, allowed in (("algo", ALGOS), ("obs", OBS_KINDS), ("world", WORLDS)):

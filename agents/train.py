@@ -173,6 +173,18 @@ def prepare_run(config: AgentConfig, out: Path) -> tuple[bool, dict[str, Any]]:
     return resuming, selection
 
 
+def _load_policy_weights(model: Any, config: AgentConfig) -> None:
+    """Start `model` from the saved agent `config.init_from`; ValueError when it does not fit."""
+    from agents.actors import load_agent
+
+    start = load_agent(config.init_from)
+    mismatch = [name for name in ("algo", "obs", "frame_stack", "net_arch")
+                if getattr(start.config, name) != getattr(config, name)]
+    if mismatch:
+        raise ValueError(f"init_from {config.init_from}: its {', '.join(mismatch)} differ from this run's config")
+    model.policy.load_state_dict(start.policy.state_dict())
+
+
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -202,6 +214,8 @@ def train_agent(
         model = algo_class(config.algo).load(out / "checkpoint.zip", env=venv, device="cpu", tensorboard_log=tb)
     else:
         model = make_model(config, venv, tb)
+        if config.init_from:
+            _load_policy_weights(model, config)
     callback = RunCallback(config, out, selection, _load_vae(config, weights))
     remaining = config.total_steps - model.num_timesteps
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)

@@ -291,3 +291,86 @@ def _check_device(device: str) -> None:
         resolve_device(device)
     except ValueError as e:
         fail(str(e))
+
+
+LOOP_PRESETS = ("tiny", "default")  # training.loop.LOOP_PRESETS (named here so --help needs no torch)
+
+
+@train_app.command(
+    "loop",
+    epilog="Example:\n\n  oniris-env train loop --iterations 1 --episodes 200 --out runs/loop   # continues the "
+    "shipped world model and agent",
+)
+def train_loop_command(
+    out: Annotated[Path, typer.Option(help="Run folder: base/, iter0 (the start, evaluated), iter1, ..., loop.md.")],
+    iterations: Annotated[int, typer.Option(min=1, help="Iterations to have done (a larger number extends a run).")],
+    episodes: Annotated[
+        int | None, typer.Option(min=1, help="Real episodes flown by the current agent per iteration (preset: 200).")
+    ] = None,
+    preset: Annotated[str, typer.Option(help="tiny (a test) | default (continues the shipped weights)")] = "default",
+    world_model_steps: Annotated[
+        int | None, typer.Option(min=1, help="World-model steps per iteration (preset: 1000).")
+    ] = None,
+    agent_steps: Annotated[int | None, typer.Option(min=1, help="Dream steps per iteration (preset: 300,000).")] = None,
+    model_eval_episodes: Annotated[
+        int | None, typer.Option(min=0, help="Episodes of the world model's evaluation (preset: 64; 0: skip it).")
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights bundle the loop starts from (default: the shipped one).")
+    ] = None,
+    agent: Annotated[
+        str, typer.Option(help="Agent the loop starts from: shipped | PATH (a saved agent folder).")
+    ] = "shipped",
+    workers: Annotated[int, typer.Option(min=1, help="Collection processes (the episodes do not depend on it).")] = 2,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 2,
+) -> None:
+    """Close the loop: the agent flies the real game, the world model learns from its flights, the agent learns
+    again in the improved dream.
+
+    Each iteration: collect the agent's flights (its actions sampled) -> encode and merge with the data so far ->
+    continue the world model -> a bundle whose start bank also holds the agent's starts -> continue the agent in
+    the new dream (real selection episodes counted) -> evaluate the agent on 100 fixed real episodes and in the
+    dream, and the world model with `oniris-env evaluate`. Every stage is skipped when complete and resumed when
+    not: the same command continues an interrupted loop. OUT/loop.md is the per-iteration table.
+    """
+    from dataclasses import replace
+
+    import torch
+
+    from agents.actors import shipped_agent_dir
+    from oniris_env.bundle import shipped_weights_dir
+    from training.evaluate.config import EvalConfig
+    from training.loop import LOOP_PRESETS as PRESETS
+    from training.loop import LoopMismatchError, Start, run_loop
+
+    refuse_under_torchrun("train loop")
+    if preset not in PRESETS:
+        fail(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    config = PRESETS[preset]
+    if episodes is not None:
+        config = replace(config, episodes=episodes)
+    if world_model_steps is not None:
+        config = replace(config, world_model=replace(config.world_model, steps=world_model_steps))
+    if agent_steps is not None:
+        config = replace(config, agent=replace(config.agent, total_steps=agent_steps))
+    if model_eval_episodes is not None:
+        evaluation = config.model_eval or EvalConfig()
+        config = replace(config, model_eval=replace(evaluation, episodes=model_eval_episodes) if model_eval_episodes
+                         else None)
+    start_weights = (weights or shipped_weights_dir()).resolve()
+    start_agent = (shipped_agent_dir() if agent == "shipped" else Path(agent)).resolve()
+    needed = ((start_weights / "world_model.safetensors", "--weights"), (start_agent / "agent.json", "--agent"))
+    for path, what in needed:
+        if not path.is_file():
+            fail(f"{what}: {path} not found")
+    torch.set_num_threads(threads)
+    try:
+        rows = run_loop(out, config, iterations, Start(start_weights, start_agent), workers, echo=typer.echo)
+    except (LoopMismatchError, ValueError, FileNotFoundError) as e:
+        fail(str(e).splitlines()[0])
+    for row in rows:
+        typer.echo(
+            f"iteration {row['iteration']}: real return {row['real']['mean_return']:.1f}, dream "
+            f"{row['dream']['mean_return']:.1f}, real steps used {row['real_steps_used']:,}"
+        )
+    typer.echo(f"table: {Path(out) / 'loop.md'}")

@@ -43,8 +43,12 @@ from training.policies import POLICY_NAMES, choose_policy, make_policy
 AGENT_POLICY_PREFIX = "agent:"
 
 
-def run_episode(seed: int, policy: str = "mix", spec: GameSpec = DEFAULT_SPEC) -> tuple[dict[str, np.ndarray], dict]:
-    """Play one whole episode (terminal transition included); return its arrays and its manifest entry."""
+def run_episode(
+    seed: int, policy: str = "mix", spec: GameSpec = DEFAULT_SPEC, weights: str | None = None
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Play one whole episode (terminal transition included); return its arrays and its manifest entry.
+
+    `weights`: the bundle whose VAE an agent policy reads the frames through (None: the shipped one)."""
     from oniris_env.real_env import OnirisLunarLanderReal
 
     rng = np.random.default_rng(seed)
@@ -52,7 +56,7 @@ def run_episode(seed: int, policy: str = "mix", spec: GameSpec = DEFAULT_SPEC) -
         from agents.collect_policy import AgentPolicy
 
         agent = policy[len(AGENT_POLICY_PREFIX) :]
-        act, label = AgentPolicy(agent, rng), f"agent({agent})"
+        act, label = AgentPolicy(agent, rng, weights), f"agent({agent})"
     else:
         choice = choose_policy(policy, rng)
         act_on_state = make_policy(choice, rng, spec.num_actions)
@@ -98,9 +102,9 @@ def _entry(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
-def _record(out_dir: str, index: int, seed: int, policy: str, spec_dict: dict) -> dict:
+def _record(out_dir: str, index: int, seed: int, policy: str, spec_dict: dict, weights: str | None = None) -> dict:
     """Worker body: play episode `index` and write its file atomically."""
-    arrays, meta = run_episode(seed, policy, GameSpec.from_dict(spec_dict))
+    arrays, meta = run_episode(seed, policy, GameSpec.from_dict(spec_dict), weights)
     name = episode_filename(index)
     save_episode(Path(out_dir) / name, arrays)
     return {"file": name, "index": index, **meta}
@@ -139,8 +143,10 @@ def collect_episodes(
     workers: int = 1,
     spec: GameSpec = DEFAULT_SPEC,
     progress: bool = True,
+    weights: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
-    """Append `episodes` new episodes to `out_dir` and return their manifest entries.
+    """Append `episodes` new episodes to `out_dir` and return their manifest entries (`weights`: the bundle whose
+    VAE an agent policy reads through; None: the shipped one).
 
     Raises `SpecMismatchError` when the folder holds episodes recorded with another spec, `EpisodeFileError` (a
     ValueError) when it is not an episode folder (e.g. latents).
@@ -165,6 +171,7 @@ def collect_episodes(
     if clash := [s for _, s in plan if s in used]:
         raise ValueError(f"seeds {clash[:3]} are already in {out}; choose another --seed")
 
+    vae_weights = None if weights is None else str(weights)
     done: dict[int, dict] = {}
     todo = []
     for index, ep_seed in plan:
@@ -192,7 +199,7 @@ def collect_episodes(
     try:
         if workers == 1:
             for index, ep_seed in todo:
-                done[index] = _record(str(out), index, ep_seed, policy, spec.to_dict())
+                done[index] = _record(str(out), index, ep_seed, policy, spec.to_dict(), vae_weights)
                 bar.update()
                 commit()
         else:
@@ -200,7 +207,8 @@ def collect_episodes(
                 workers, mp_context=get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
             ) as pool:
                 pending: set[Future] = {
-                    pool.submit(_record, str(out), index, ep_seed, policy, spec.to_dict()) for index, ep_seed in todo
+                    pool.submit(_record, str(out), index, ep_seed, policy, spec.to_dict(), vae_weights)
+                    for index, ep_seed in todo
                 }
                 try:
                     while pending:
@@ -227,6 +235,7 @@ def collect_to_total(
     workers: int = 1,
     spec: GameSpec = DEFAULT_SPEC,
     progress: bool = True,
+    weights: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
     """Append episodes until `out_dir` holds `total` of them; return the new entries ([] when it already holds
     `total` or more). Episode i is determined by (seed, i), so finishing a partial folder gives the same episodes
@@ -237,4 +246,4 @@ def collect_to_total(
     have = len(manifest["episodes"]) if manifest is not None else 0
     if have >= total:
         return []
-    return collect_episodes(out_dir, total - have, seed, policy, workers, spec, progress)
+    return collect_episodes(out_dir, total - have, seed, policy, workers, spec, progress, weights)
