@@ -33,9 +33,10 @@ def dream_vec_env(
     seed: int | None = None,
     render: bool = False,
     termination_threshold: float = DEFAULT_TERMINATION_THRESHOLD,
+    compile: bool = False,
 ) -> VecEnv:
     """`num_envs` (default `config.num_envs`) dreams in latent mode, truncated at `config.horizon`; `render` also
-    decodes frames for `get_images()`."""
+    decodes frames for `get_images()`; `compile`: `torch.compile` the dream's cached step (`DreamConfig`)."""
     from oniris_env.sampler import SamplerConfig
     from oniris_env.sb3_vec_env import OnirisSB3VecEnv
 
@@ -51,6 +52,7 @@ def dream_vec_env(
         render_mode="rgb_array" if render else None,
         termination_threshold=termination_threshold,
         lost_lander_reward=config.lost_lander_reward,
+        compile=compile,
     )
     venv.seed(config.seed if seed is None else seed)
     return observe(venv, config.frame_stack)

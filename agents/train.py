@@ -195,13 +195,15 @@ def train_agent(
     weights: str | os.PathLike | None = None,
     device: str = "auto",
     progress: bool = True,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Train (or resume) the run in `out`; return its summary. Ctrl-C / SIGTERM save a checkpoint and re-raise
-    `KeyboardInterrupt`."""
+    `KeyboardInterrupt`. `compile`: `torch.compile` the dream's cached step (same dreams, faster after minutes of
+    compilation; not part of the config, so a run may resume with or without it)."""
     out = Path(out)
     resuming, selection = prepare_run(config, out)
     if config.world == "dream":
-        venv = dream_vec_env(config, weights, device)
+        venv = dream_vec_env(config, weights, device, compile=compile)
     else:
         venv = real_vec_env(config, seed_stream(config.seed), weights)
     try:

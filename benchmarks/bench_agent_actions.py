@@ -19,6 +19,7 @@ from agents.actors import make_actor
 from agents.pilot import FrameStack
 from agents.real_vec_env import LatentEncoder
 from oniris_env.bundle import load_bundle
+from oniris_env.dream_config import DreamConfig
 from oniris_env.real_env import OnirisLunarLanderReal
 from oniris_env.sampler import SamplerConfig
 from oniris_env.vector import DreamEpisodes
@@ -63,8 +64,8 @@ def main() -> None:
         obs = stack.push(encoder.encode(frame[None])[0])
     show("real", real_probs)
 
-    dreams = DreamEpisodes(1, None, "latent", device="cpu", sampler=SamplerConfig(num_steps=args.denoise_steps),
-                           max_episode_steps=None, termination_threshold=1 - 1e-9)
+    dreams = DreamEpisodes(1, DreamConfig(None, "latent", "cpu", SamplerConfig(num_steps=args.denoise_steps),
+                                      termination_threshold=1 - 1e-9))
     dreams.seed(0)
     first = dreams.reset(None, np.stack(frames[:CONTEXT])[None], np.array([actions[: CONTEXT - 1]]))
     stack = FrameStack(actor.frame_stack, latent.shape)

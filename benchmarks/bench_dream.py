@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from oniris_env.bundle import load_bundle, save_random_bundle
+from oniris_env.dream_config import DreamConfig
 from oniris_env.sampler import SamplerConfig, rebuild_cache, sample_next
 from oniris_env.simulator import DreamSimulator
 from oniris_env.vector import DreamEpisodes
@@ -37,8 +38,7 @@ def rss_mb() -> float:
 
 def throughput(weights: str, batch: int, obs_mode: str, steps: int, sampler: SamplerConfig) -> float:
     """Env steps per second through the adapters (B = 1: the gymnasium env's path, B > 1: the vector env's)."""
-    episodes = DreamEpisodes(batch, weights, obs_mode, device="cpu", sampler=sampler, max_episode_steps=None,
-                             termination_threshold=1 - 1e-9)
+    episodes = DreamEpisodes(batch, DreamConfig(weights, obs_mode, "cpu", sampler, termination_threshold=1 - 1e-9))
     episodes.seed(0)
     episodes.reset()
     rng = np.random.default_rng(0)

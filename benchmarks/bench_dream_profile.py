@@ -332,9 +332,10 @@ def agent_speed(weights: str | None, batch: int, steps: int, sampler: SamplerCon
                 lost_lander_reward: float | None = -100.0) -> tuple[float, float, float]:
     """(wall, thread-CPU) steps/s and resets per step of an agent's dream: latent observations, the lost-lander
     rule (every frame decoded) and episodes truncated at `horizon` (early agent training: ~30-50 steps)."""
+    from oniris_env.dream_config import DreamConfig
     from oniris_env.vector import DreamEpisodes
 
-    episodes = DreamEpisodes(batch, weights, "latent", device="cpu", sampler=sampler, max_episode_steps=horizon,
+    episodes = DreamEpisodes(batch, DreamConfig(weights, "latent", "cpu", sampler, max_episode_steps=horizon),
                              lost_lander_reward=lost_lander_reward)
     episodes.seed(0)
     episodes.reset()

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from oniris_env.bundle import load_bundle
+from oniris_env.dream_config import DreamConfig
 from oniris_env.real_env import episode_seed
 from oniris_env.sampler import SamplerConfig
 from oniris_env.vector import DreamEpisodes
@@ -114,8 +115,8 @@ def main() -> None:
     real_err = np.concatenate([np.abs(probe(lat) - a["states"]) for a, lat in held])
     spread = np.concatenate([a["states"] for a, _ in held]).std(0)
 
-    dreams = DreamEpisodes(1, None, "latent", device="cpu", sampler=SamplerConfig(num_steps=args.denoise_steps),
-                           max_episode_steps=None, termination_threshold=1 - 1e-9)
+    dreams = DreamEpisodes(1, DreamConfig(None, "latent", "cpu", SamplerConfig(num_steps=args.denoise_steps),
+                                      termination_threshold=1 - 1e-9))
     dream_err, floor_err = [], []
     usable = [(a, lat) for a, lat in held if len(a["actions"]) >= CONTEXT - 1 + args.horizon][: args.dreams]
     for n, (arrays, latents) in enumerate(usable):

@@ -17,6 +17,7 @@ import argparse
 import numpy as np
 import torch
 
+from oniris_env.dream_config import DreamConfig
 from oniris_env.real_env import OnirisLunarLanderReal
 from oniris_env.sampler import SamplerConfig
 from oniris_env.vector import DreamEpisodes
@@ -32,8 +33,8 @@ def rows(frames: list[np.ndarray]) -> list[float]:
 def run(p_main: float, episodes: int, denoise_steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     real_rows, dream_rows = [], []
-    dreams = DreamEpisodes(1, None, "pixels", device="cpu", sampler=SamplerConfig(num_steps=denoise_steps),
-                           max_episode_steps=None, termination_threshold=1 - 1e-9)
+    dreams = DreamEpisodes(1, DreamConfig(None, "pixels", "cpu", SamplerConfig(num_steps=denoise_steps),
+                                      termination_threshold=1 - 1e-9))
     for e in range(episodes):
         env = OnirisLunarLanderReal()
         frame, _ = env.reset(seed=seed + e)

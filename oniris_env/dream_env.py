@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from oniris_env.dream_config import OBS_MODES, DreamConfig
 from oniris_env.real_env import PHYSICS_FPS
+from oniris_env.sampler import DEFAULT_SAMPLER
 from oniris_env.spec import DEFAULT_SPEC
-
-OBS_MODES = ("pixels", "latent")
 
 
 def observation_space_for(obs_mode: str, latent_shape: tuple[int, int, int]) -> spaces.Box:
@@ -24,44 +24,38 @@ def observation_space_for(obs_mode: str, latent_shape: tuple[int, int, int]) -> 
     raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
 
 
-def open_dreams(
-    num_dreams: int,
-    weights: str | os.PathLike | None,
-    obs_mode: str,
-    render: bool,
-    device: str,
-    sampler: Any,
-    termination_threshold: float,
-    max_episode_steps: int | None,
-) -> tuple[Any, spaces.Box, Any]:
-    """Check the arguments every dream adapter shares, load the weights bundle and build its simulator.
+def open_dreams(num_dreams: int, config: DreamConfig, render: bool) -> tuple[Any, spaces.Box, Any]:
+    """Load the weights bundle of `config` and build its simulator for `num_dreams` dreams.
 
-    Returns the `DreamSimulator` (decoding when `obs_mode` is 'pixels' or `render`), the single-dream
-    observation space and the bundle's directory. Raises `ValueError` (`TypeError` for a `num_dreams` that is no
-    int) naming a bad argument; `num_dreams` is named `num_envs`, as the vector adapters call it.
+    Returns the `DreamSimulator` (decoding when `config.obs_mode` is 'pixels' or `render`; its cached step
+    `torch.compile`d with `config.compile`), the single-dream observation space and the bundle's directory.
+    Raises `ValueError` (`TypeError` for a `num_dreams` that is no int) naming a bad argument; `num_dreams` is
+    named `num_envs`, as the vector adapters call it.
     """
     from oniris_env.bundle import load_bundle
     from oniris_env.device import resolve_device
-    from oniris_env.sampler import SamplerConfig
     from oniris_env.simulator import DreamSimulator
 
     if isinstance(num_dreams, bool | np.bool_) or not isinstance(num_dreams, int | np.integer):
         raise TypeError(f"num_envs must be an int >= 1, got {num_dreams!r} ({type(num_dreams).__name__})")
     if num_dreams < 1:
         raise ValueError(f"num_envs must be an int >= 1, got {num_dreams}")
-    if obs_mode not in OBS_MODES:
-        raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
-    if max_episode_steps is not None and max_episode_steps < 1:
-        raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
-    bundle = load_bundle(weights, device=resolve_device(device))
+    bundle = load_bundle(config.weights, device=resolve_device(config.device))
+    step_fn = None
+    if config.compile:
+        import torch
+
+        # The ring cache keeps every shape constant, so the compiled step never recompiles (DreamSimulator).
+        step_fn = torch.compile(bundle.world_model.step, dynamic=False)
     simulator = DreamSimulator.from_bundle(
         bundle,
         int(num_dreams),
-        sampler=sampler or SamplerConfig(),
-        decode=obs_mode == "pixels" or render,
-        termination_threshold=termination_threshold,
+        sampler=config.sampler,
+        decode=config.obs_mode == "pixels" or render,
+        termination_threshold=config.termination_threshold,
+        step_fn=step_fn,
     )
-    return simulator, observation_space_for(obs_mode, bundle.world_model.config.latent_shape), bundle.path
+    return simulator, observation_space_for(config.obs_mode, bundle.world_model.config.latent_shape), bundle.path
 
 
 def context_from_options(options: dict[str, Any] | None) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -169,12 +163,13 @@ class OnirisLunarLanderDream(gym.Env):
         sampler: Any = None,
         termination_threshold: float = 0.5,
         max_episode_steps: int | None = None,
+        compile: bool = False,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.simulator, self.observation_space, self.weights_dir = open_dreams(
-            1, weights, obs_mode, render_mode is not None, device, sampler, termination_threshold, max_episode_steps
-        )
+        config = DreamConfig(weights, obs_mode, device, sampler or DEFAULT_SAMPLER, termination_threshold,
+                             max_episode_steps, compile)
+        self.simulator, self.observation_space, self.weights_dir = open_dreams(1, config, render_mode is not None)
         self.render_mode, self.obs_mode, self.max_episode_steps = render_mode, obs_mode, max_episode_steps
         self.action_space = spaces.Discrete(DEFAULT_SPEC.num_actions)
         self._elapsed: int | None = None  # None until the first reset

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from oniris_env.dream_config import DreamConfig
+from oniris_env.sampler import DEFAULT_SAMPLER
 from oniris_env.spec import DEFAULT_SPEC
 from oniris_env.vector import DreamEpisodes
 
@@ -50,14 +52,14 @@ class OnirisSB3VecEnv(VecEnv):
         sampler: Any = None,
         termination_threshold: float = 0.5,
         lost_lander_reward: float | None = None,
+        compile: bool = False,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
-        self.episodes = DreamEpisodes(
-            num_envs, weights, obs_mode, render_mode is not None, device, sampler, termination_threshold,
-            max_episode_steps, lost_lander_reward,
-        )
+        config = DreamConfig(weights, obs_mode, device, sampler or DEFAULT_SAMPLER, termination_threshold,
+                             max_episode_steps, compile)
+        self.episodes = DreamEpisodes(num_envs, config, render_mode is not None, lost_lander_reward)
         self._actions: np.ndarray | None = None
         episodes = self.episodes
         super().__init__(episodes.num_envs, episodes.single_observation_space, episodes.single_action_space)

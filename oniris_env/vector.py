@@ -21,8 +21,10 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from oniris_env.dream_config import DreamConfig
 from oniris_env.dream_env import context_arrays, open_dreams
 from oniris_env.real_env import PHYSICS_FPS
+from oniris_env.sampler import DEFAULT_SAMPLER
 from oniris_env.spec import DEFAULT_SPEC
 
 
@@ -62,26 +64,14 @@ class DreamEpisodes:
     def __init__(
         self,
         num_envs: int,
-        weights: str | os.PathLike | None = None,
-        obs_mode: str = "pixels",
+        config: DreamConfig,
         render: bool = False,
-        device: str = "auto",
-        sampler: Any = None,
-        termination_threshold: float = 0.5,
-        max_episode_steps: int | None = DEFAULT_SPEC.max_episode_steps,
         lost_lander_reward: float | None = None,
     ) -> None:
         self.simulator, self.single_observation_space, _ = open_dreams(
-            num_envs,
-            weights,
-            obs_mode,
-            render or lost_lander_reward is not None,
-            device,
-            sampler,
-            termination_threshold,
-            max_episode_steps,
+            num_envs, config, render or lost_lander_reward is not None
         )
-        self.num_envs, self.obs_mode, self.max_episode_steps = int(num_envs), obs_mode, max_episode_steps
+        self.num_envs, self.obs_mode, self.max_episode_steps = int(num_envs), config.obs_mode, config.max_episode_steps
         self.lost_lander_reward = lost_lander_reward
         self.single_action_space = spaces.Discrete(DEFAULT_SPEC.num_actions)
         self.elapsed = np.zeros(self.num_envs, dtype=np.int64)
@@ -203,20 +193,14 @@ class OnirisLunarLanderVector(gym.vector.VectorEnv):
         device: str = "auto",
         sampler: Any = None,
         termination_threshold: float = 0.5,
+        compile: bool = False,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
-        self.episodes = DreamEpisodes(
-            num_envs,
-            weights,
-            obs_mode,
-            render_mode is not None,
-            device,
-            sampler,
-            termination_threshold,
-            max_episode_steps,
-        )
+        config = DreamConfig(weights, obs_mode, device, sampler or DEFAULT_SAMPLER, termination_threshold,
+                             max_episode_steps, compile)
+        self.episodes = DreamEpisodes(num_envs, config, render_mode is not None)
         self.num_envs = self.episodes.num_envs
         self.single_observation_space = self.episodes.single_observation_space
         self.single_action_space = self.episodes.single_action_space

@@ -225,3 +225,28 @@ def test_sb3_ppo_learns_in_the_batched_dream(bundle: Path) -> None:
     model = PPO("MlpPolicy", env, n_steps=8, batch_size=8, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=32)
     assert model.num_timesteps >= 32
+
+
+@pytest.mark.slow
+def test_compiled_dream_equals_the_eager_one(bundle: Path) -> None:
+    """`compile=True` (`torch.compile` of the cached step) dreams what the eager step dreams: the same seeded
+    latents and rewards over two windows of steps (the ring cache wraps) and time-limit autoresets."""
+    from oniris_env.bundle import load_bundle
+
+    window = load_bundle(bundle).world_model.config.window
+
+    def run(compile: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        env = OnirisSB3VecEnv(num_envs=2, weights=bundle, obs_mode="latent", device="cpu",
+                              max_episode_steps=window + 3, termination_threshold=NEVER, compile=compile)
+        env.seed(3)
+        obs, rewards = [env.reset()], []
+        for t in range(2 * window + 2):
+            env.step_async(np.array([t % 4, (t + 2) % 4]))
+            o, r, _, _ = env.step_wait()
+            obs.append(o)
+            rewards.append(r)
+        return obs, rewards
+
+    (eager_obs, eager_rewards), (compiled_obs, compiled_rewards) = run(False), run(True)
+    for a, b in zip(eager_obs + eager_rewards, compiled_obs + compiled_rewards, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
