@@ -28,7 +28,7 @@ from oniris_env.sampler import SamplerConfig, rebuild_cache, sample_next
 from oniris_env.simulator import DreamSimulator
 from oniris_env.vector import DreamEpisodes
 
-SECTIONS = ("throughput", "steps", "latency", "cache", "compile")
+SECTIONS = ("throughput", "steps", "latency", "cache", "compile", "play")
 
 
 def rss_mb() -> float:
@@ -48,6 +48,39 @@ def throughput(weights: str, batch: int, obs_mode: str, steps: int, sampler: Sam
     for _ in range(steps):
         episodes.step(rng.integers(4, size=batch))
     return steps * batch / (time.perf_counter() - start)
+
+
+def play_latency(weights: str, steps: int, compile: bool, seed: int = 0) -> dict:
+    """Interactive play's path: `gym.make("OnirisLunarLander-v0")` with pixels, B = 1, keys held for 1-12 steps as
+    a player holds them, reset on every episode end as `oniris-env play` does. Per-step wall latency of `step`
+    (and of the resets, counted with the step that needed them) after a warm-up of 2 windows of steps."""
+    import gymnasium as gym
+
+    import oniris_env  # noqa: F401  (registers the id)
+
+    env = gym.make("OnirisLunarLander-v0", weights=weights, device="cpu", compile=compile, max_episode_steps=None)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    env.reset(seed=seed)
+    window = env.unwrapped.simulator.world_model.config.window
+    action, hold, times, resets = 0, 0, [], 0
+    for t in range(2 * window + 2 + steps):
+        if hold == 0:
+            action, hold = int(rng.integers(4)), int(rng.integers(1, 13))
+        hold -= 1
+        start = time.perf_counter()
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+            resets += 1
+        if t == 2 * window + 1:
+            warmup = time.perf_counter() - t0
+        elif t > 2 * window + 1:
+            times.append(time.perf_counter() - start)
+    ms = np.array(times) * 1e3
+    return {"warmup_s": warmup, "resets": resets, "p50": float(np.percentile(ms, 50)),
+            "p95": float(np.percentile(ms, 95)), "p99": float(np.percentile(ms, 99)), "max": float(ms.max()),
+            "steps_per_s": len(ms) / ms.sum() * 1e3}
 
 
 def latency_rollout(weights: str, steps: int, probes: tuple[int, ...], half_width: int = 25) -> dict:
@@ -152,6 +185,9 @@ def main() -> None:
     parser.add_argument("--method", default="euler", choices=("euler", "heun"))
     parser.add_argument("--steps", type=int, default=60, help="timed env steps per throughput measurement")
     parser.add_argument("--long-steps", type=int, default=5000, help="length of the latency / RSS rollout")
+    parser.add_argument("--play-steps", type=int, default=2000, help="timed steps of the play section")
+    parser.add_argument("--compile-batches", type=int, nargs="+", default=[1, 16, 64],
+                        help="batch sizes of the compile section")
     args = parser.parse_args()
     if args.make_random:
         print(f"wrote {save_random_bundle(args.make_random, 'default', 'default')}")
@@ -193,31 +229,40 @@ def main() -> None:
     if "compile" in sections:
         print("| B | eager ms/step | compiled ms/step | speed-up | eager warm-up s | compiled warm-up s |")
         print("|---|---|---|---|---|---|")
-        for batch in (1, 16):
+        for batch in args.compile_batches:
             r = compiled_speedup(args.weights, batch, args.steps if batch == 1 else args.steps // 4, sampler)
             e, c = r["eager"], r["compiled"]
             print(f"| {batch} | {e['ms_per_step']:.1f} | {c['ms_per_step']:.1f} | "
                   f"{e['ms_per_step'] / c['ms_per_step']:.2f}x | {e['warmup_s']:.1f} | {c['warmup_s']:.1f} |",
                   flush=True)
         print()
+    if "play" in sections:
+        print(f"Interactive play path (gym env, pixels, B = 1, {args.play_steps} timed steps, keys held 1-12 steps):\n")
+        print("| step | warm-up s | p50 ms | p95 ms | p99 ms | max ms | steps/s | resets |")
+        print("|---|---|---|---|---|---|---|---|")
+        for compile in (False, True):
+            r = play_latency(args.weights, args.play_steps, compile)
+            print(f"| {'compiled' if compile else 'eager'} | {r['warmup_s']:.1f} | {r['p50']:.1f} | {r['p95']:.1f} | "
+                  f"{r['p99']:.1f} | {r['max']:.1f} | {r['steps_per_s']:.1f} | {r['resets']} |", flush=True)
+        print()
     if "latency" in sections:
-        probes = tuple(p for p in (50, 2000) if p < args.long_steps)
+        probes = tuple(sorted({p for p in (50, 2000, args.long_steps - 500) if 0 < p < args.long_steps}))
         r = latency_rollout(args.weights, args.long_steps, probes)
         print(f"B = 1 pixel rollout of {args.long_steps} steps, mean {r['mean_ms']:.1f} ms/step\n")
         print("| around step | p50 ms | p95 ms |\n|---|---|---|")
         for p, (p50, p95) in r["latency_ms"].items():
             print(f"| {p} | {p50:.1f} | {p95:.1f} |")
-        if len(probes) == 2:
-            print(f"\np50 ratio step {probes[1]} / step {probes[0]}: "
-                  f"{r['latency_ms'][probes[1]][0] / r['latency_ms'][probes[0]][0]:.2f}")
-        if len(probes) == 2:
-            paired = paired_latency(args.weights, *probes)
+        if len(probes) >= 2:
+            print(f"\np50 ratio step {probes[-1]} / step {probes[0]}: "
+                  f"{r['latency_ms'][probes[-1]][0] / r['latency_ms'][probes[0]][0]:.2f}")
+        if len(probes) >= 2:
+            paired = paired_latency(args.weights, probes[0], probes[-1])
             print("\nPaired (two dreams stepped in alternation, 100 timed steps each around its probe):\n")
             print("| around step | p50 ms | p95 ms |\n|---|---|---|")
             for p, (p50, p95) in paired.items():
                 print(f"| {p} | {p50:.1f} | {p95:.1f} |")
-            print(f"\npaired p50 ratio step {probes[1]} / step {probes[0]}: "
-                  f"{paired[probes[1]][0] / paired[probes[0]][0]:.2f}")
+            print(f"\npaired p50 ratio step {probes[-1]} / step {probes[0]}: "
+                  f"{paired[probes[-1]][0] / paired[probes[0]][0]:.2f}")
         print("\n| after step | RSS MB |\n|---|---|")
         for t, mb in r["rss"]:
             print(f"| {t} | {mb:.0f} |")
