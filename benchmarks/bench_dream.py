@@ -62,7 +62,7 @@ def play_latency(weights: str, steps: int, compile: bool, seed: int = 0) -> dict
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     env.reset(seed=seed)
-    window = env.unwrapped.simulator.world_model.config.window
+    window = env.unwrapped.simulator.window
     action, hold, times, resets = 0, 0, [], 0
     for t in range(2 * window + 2 + steps):
         if hold == 0:

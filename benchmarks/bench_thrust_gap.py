@@ -7,7 +7,9 @@ averaged over the episodes where it is still visible, and how many landers left 
 
     python benchmarks/bench_thrust_gap.py --episodes 12
 
-Not a test: it measures the shipped world model.
+    python benchmarks/bench_thrust_gap.py --episodes 12 --weights runs/loop/iter1/bundle   # another model
+
+Not a test: it measures the shipped world model (or `--weights`).
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ def rows(frames: list[np.ndarray]) -> list[float]:
     return [np.nan if (c := lander_centroid(f)) is None else c[0] for f in frames]
 
 
-def run(p_main: float, episodes: int, denoise_steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def run(p_main: float, episodes: int, denoise_steps: int, seed: int, weights: str | None = None
+        ) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     real_rows, dream_rows = [], []
-    dreams = DreamEpisodes(1, DreamConfig(None, "pixels", "cpu", SamplerConfig(num_steps=denoise_steps),
+    dreams = DreamEpisodes(1, DreamConfig(weights, "pixels", "cpu", SamplerConfig(num_steps=denoise_steps),
                                       termination_threshold=1 - 1e-9))
     for e in range(episodes):
         env = OnirisLunarLanderReal()
@@ -57,13 +60,14 @@ def main() -> None:
     parser.add_argument("--denoise-steps", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--weights", help="weights bundle (default: the shipped one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cols = " | ".join(f"k = {k}" for k in PROBES)
     print(f"| P(main) | world | {cols} | left the view by k = 25 |")
     print("|---|---|" + "---|" * len(PROBES) + "---|")
     for p in (1.0, 0.85, 0.7, 0.5):
-        real, dream = run(p, args.episodes, args.denoise_steps, args.seed)
+        real, dream = run(p, args.episodes, args.denoise_steps, args.seed, args.weights)
         for name, r in (("real", real), ("dream", dream)):
             with np.errstate(all="ignore"):
                 means = np.nanmean(r[:, [k - 1 for k in PROBES]], 0)

@@ -193,9 +193,8 @@ class OnirisLunarLanderDream(gym.Env):
         self._elapsed = 0
         if self.render_mode == "human":
             self.render()
-        context = self.simulator.contexts.frames.shape[1] if frames is None else frames.shape[1]
-        window = self.simulator.world_model.config.window
-        return self._observation(frame[0], latent[0]), {"context_length": min(context, window)}
+        context = self.simulator.bank_context_length if frames is None else frames.shape[1]
+        return self._observation(frame[0], latent[0]), {"context_length": min(context, self.simulator.window)}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._closed:

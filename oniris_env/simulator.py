@@ -101,6 +101,16 @@ class DreamSimulator:
         self.started = np.zeros(b, dtype=bool)
         self._bank: dict[int, Tensor] = {}  # bank index -> (t, C, h, w) latents of its context (`_bank_latents`)
 
+    @property
+    def window(self) -> int:
+        """W: the frames a generated frame attends to (the cache's length)."""
+        return self.world_model.config.window
+
+    @property
+    def bank_context_length(self) -> int:
+        """Frames of each start context in the bank."""
+        return int(self.contexts.frames.shape[1])
+
     @classmethod
     def from_bundle(cls, bundle: Bundle, num_dreams: int, **kwargs) -> DreamSimulator:
         return cls(bundle.vae, bundle.world_model, bundle.contexts, num_dreams, spec=bundle.spec, **kwargs)
