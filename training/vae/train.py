@@ -308,6 +308,7 @@ def _train(
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
             opt.step()
             step += 1
+            rng_state = _rng_state(rng)  # what a checkpoint of `step` finished steps holds (Ctrl-C in validation)
             bar.update(1)
             for k in parts:
                 sums[k] = sums.get(k, 0.0) + parts[k]
@@ -339,7 +340,6 @@ def _train(
                 model.train()
                 _append_metrics(metrics_path, {"step": step, **{f"val_{k}": v for k, v in val.items()}})
                 t_log = time.perf_counter()
-            rng_state = _rng_state(rng)
             if step % cfg.checkpoint_every == 0:
                 checkpoint(rng_state)
                 saved_step = step
