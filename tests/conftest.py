@@ -22,3 +22,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def interrupt_call(monkeypatch):
+    """`interrupt_call(module, name, n)`: the `n`-th call of `module.name` raises KeyboardInterrupt (as Ctrl-C
+    would); every other call, before and after, runs the real function."""
+
+    def patch(module, name: str, n: int) -> None:
+        real, calls = getattr(module, name), [0]
+
+        def interrupted(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == n:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, interrupted)
+
+    return patch

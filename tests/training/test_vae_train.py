@@ -68,25 +68,14 @@ def test_resume_after_interrupt_loses_no_step(episodes: Path, tmp_path: Path, mo
     assert steps[:-1] == [2, 4, 6, 8, 10, 12] and steps[-1] == 12  # each step logged once, then the result
 
 
-def test_ctrl_c_during_validation_resumes_exactly(
-    episodes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ctrl_c_during_validation_resumes_exactly(episodes: Path, tmp_path: Path, interrupt_call) -> None:
     """Ctrl-C during the validation after step 6 saves 6 finished steps with the random state after step 6 (it
     used to save the state from before step 6, so the resumed run drew step 6's batch and noise again)."""
     cfg = replace(FAST, val_every=3)  # validation after steps 3, 6 and 9; periodic checkpoints after 4 and 8
     straight = load_vae(train_vae(episodes, tmp_path / "straight", config=cfg, progress=False))
-    real_evaluate, calls = train_module.evaluate_vae, {"n": 0}
-
-    def interrupted_evaluate(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the validation after step 6
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate_vae", interrupted_evaluate)
+    interrupt_call(train_module, "evaluate_vae", 2)  # the validation after step 6 (tests/conftest.py)
     with pytest.raises(KeyboardInterrupt):
         train_vae(episodes, tmp_path / "resumed", config=cfg, progress=False)
-    monkeypatch.setattr(train_module, "evaluate_vae", real_evaluate)
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["step"] == 6
     resumed = load_vae(train_vae(episodes, tmp_path / "resumed", config=cfg, progress=False))
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):

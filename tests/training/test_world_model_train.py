@@ -265,36 +265,22 @@ def test_an_interruption_saves_and_the_run_resumes_exactly(latents_dir, tmp_path
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
 
 
-def test_ctrl_c_during_validation_resumes_exactly(latents_dir, tmp_path, monkeypatch):
+def test_ctrl_c_during_validation_resumes_exactly(latents_dir, tmp_path, interrupt_call):
     """Ctrl-C during the validation after step 6 saves 6 finished steps with the random streams after step 6."""
     import training.world_model.train as train_module
 
-    def windows(split):
-        return EpisodeWindows(latents_dir, 6, split=split, key="latents", val_fraction=0.34)
+    def run(out):
+        val = EpisodeWindows(latents_dir, 6, split="val", key="latents", val_fraction=0.34)
+        train = EpisodeWindows(latents_dir, 6, split="train", key="latents", val_fraction=0.34)
+        cfg = TrainWorldModelConfig.tiny(steps=10, val_every=3, log_every=2)
+        return train_world_model(None, out, config=cfg, train_data=train, val_data=val, progress=False)
 
-    cfg = TrainWorldModelConfig.tiny(steps=10, val_every=3, log_every=2)
-    straight = train_world_model(
-        None, tmp_path / "a", config=cfg, train_data=windows("train"), val_data=windows("val"), progress=False
-    )
-    real_validate, calls = train_module.validate, {"n": 0}
-
-    def interrupted_validate(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the validation after step 6
-            raise KeyboardInterrupt
-        return real_validate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "validate", interrupted_validate)
+    straight = run(tmp_path / "a")
+    interrupt_call(train_module, "validate", 2)  # the validation after step 6 (tests/conftest.py)
     with pytest.raises(KeyboardInterrupt):
-        train_world_model(
-            None, tmp_path / "b", config=cfg, train_data=windows("train"), val_data=windows("val"), progress=False
-        )
-    monkeypatch.setattr(train_module, "validate", real_validate)
+        run(tmp_path / "b")
     assert read_metadata(tmp_path / "b" / "world_model.safetensors")["extra"]["step"] == 6
-    resumed = train_world_model(
-        None, tmp_path / "b", config=cfg, train_data=windows("train"), val_data=windows("val"), progress=False
-    )
-    a, b = load_file(straight), load_file(resumed)
+    a, b = load_file(straight), load_file(run(tmp_path / "b"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
     records = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]

@@ -34,21 +34,9 @@ from tqdm.auto import tqdm
 from oniris_env.config_io import atomic_write_text, config_changes
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from oniris_env.vae import VAE_PRESETS, GroupCausalVAE, VAEConfig, load_vae, save_vae
+from training import harness
 from training.dataset import EpisodeWindows
 from training.distributed import DistributedContext, strip_wrapper_prefixes
-from training.harness import (
-    MetricsLog,
-    RandomStreams,
-    RunningMean,
-    StreamState,
-    Throughput,
-    TrainingRun,
-    check_same_checkpoint,
-    check_sync,
-    ddp_fields,
-    load_state,
-    save_state,
-)
 from training.vae.config import TRAIN_VAE_PRESETS, TrainVAEConfig
 from training.vae.evaluate import evaluate_vae
 from training.vae.losses import excess_loss, group_kl, reconstruction_loss
@@ -127,9 +115,9 @@ def _write_checkpoint(
     model: GroupCausalVAE,
     opt: torch.optim.Optimizer,
     step: int,
-    main: StreamState,
+    main: harness.StreamState,
     cfg: TrainVAEConfig,
-    ranks: list[StreamState] | None,
+    ranks: list[harness.StreamState] | None,
 ) -> None:
     """Write the resume state atomically; `model` is the plain VAE (never the DDP wrapper), `ranks` every rank's
     streams under DDP."""
@@ -144,7 +132,7 @@ def _write_checkpoint(
     if ranks is not None:
         state["rank_numpy_rng"] = json.dumps([r.data for r in ranks])
         state["rank_torch_rng"] = [r.noise for r in ranks]
-    save_state(state, path)
+    harness.save_state(state, path)
 
 
 def _resume(
@@ -153,13 +141,13 @@ def _resume(
     cfg: TrainVAEConfig,
     model: GroupCausalVAE,
     opt: torch.optim.Optimizer,
-    streams: RandomStreams,
+    streams: harness.RandomStreams,
     resume: bool,
 ) -> int | None:
     """With `resume`, load the checkpoint at `path` into the model, optimizer and streams and return its step;
     None when there is none to continue."""
-    state = load_state(path) if resume and path.exists() else None
-    check_same_checkpoint(ctx, None if state is None else int(state["step"]), path.parent)
+    state = harness.load_state(path) if resume and path.exists() else None
+    harness.check_same_checkpoint(ctx, None if state is None else int(state["step"]), path.parent)
     if state is None:
         return None
     saved = json.loads(state["config"])
@@ -171,11 +159,11 @@ def _resume(
     model.load_state_dict(strip_wrapper_prefixes(state["model"]))
     opt.load_state_dict(state["optimizer"])
     step = int(state["step"])
-    main = StreamState(json.loads(state["numpy_rng"]), state["torch_rng"])
+    main = harness.StreamState(json.loads(state["numpy_rng"]), state["torch_rng"])
     rank_data = json.loads(state.get("rank_numpy_rng", "null"))
     ranks = None
     if rank_data is not None:  # written under DDP
-        ranks = [StreamState(*r) for r in zip(rank_data, state["rank_torch_rng"], strict=True)]
+        ranks = [harness.StreamState(*r) for r in zip(rank_data, state["rank_torch_rng"], strict=True)]
     streams.restore(ctx, ctx.rank_seed(cfg.seed), step, main, ranks)
     return step
 
@@ -257,12 +245,12 @@ def _train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     # Rank 0 keeps the configured seed (one process is unchanged); other ranks get their own streams. The noise
     # is torch's global generator (`randn_like` in `PosteriorReconstruction`).
-    streams = RandomStreams(np.random.default_rng(ctx.rank_seed(cfg.seed)))
+    streams = harness.RandomStreams(np.random.default_rng(ctx.rank_seed(cfg.seed)))
     if ctx.rank:
         torch.manual_seed(ctx.rank_seed(cfg.seed))  # the init above is the same on every rank
     resumed = _resume(ctx, out / CHECKPOINT, cfg, model, opt, streams, resume)
     step = resumed or 0
-    metrics = MetricsLog(out / "metrics.jsonl", ctx)
+    metrics = harness.MetricsLog(out / "metrics.jsonl", ctx)
     elapsed = max([r.get("elapsed_s", 0.0) for r in metrics.start(resumed)] or [0.0])
     if ctx.is_main:
         atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=1))
@@ -273,12 +261,12 @@ def _train(
 
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
     bar = tqdm(total=cfg.steps, initial=step, desc="train vae", unit="step", disable=not (progress and ctx.is_main))
-    t0, throughput, means = time.perf_counter() - elapsed, Throughput(), RunningMean()
+    t0, throughput, means = time.perf_counter() - elapsed, harness.Throughput(), harness.RunningMean()
 
-    def write(step: int, main: StreamState, ranks: list[StreamState] | None, note: Any) -> None:
+    def write(step: int, main: harness.StreamState, ranks: list[harness.StreamState] | None, note: Any) -> None:
         _write_checkpoint(out / CHECKPOINT, model, opt, step, main, cfg, ranks)
 
-    run = TrainingRun(ctx, out, streams, write, bar)
+    run = harness.TrainingRun(ctx, out, streams, write, bar)
 
     def train_step(step: int) -> float:
         """One optimizer step; returns the gradient norm before clipping."""
@@ -302,7 +290,7 @@ def _train(
         if step % cfg.log_every == 0 or step == cfg.steps:
             record = {"step": step, **ctx.mean(means.take()), "grad_norm": grad_norm, "lr": opt.param_groups[0]["lr"]}
             record |= {"frames_per_s": throughput.take(), "elapsed_s": time.perf_counter() - t0}
-            metrics.append(record | ddp_fields(ctx, cfg.batch_size, record["frames_per_s"]))
+            metrics.append(record | harness.ddp_fields(ctx, cfg.batch_size, record["frames_per_s"]))
             bar.set_postfix(loss=f"{record['loss']:.4f}", fps=f"{record['frames_per_s']:.0f}")
         if cfg.val_every and step % cfg.val_every == 0 and n_val and step < cfg.steps:
             model.eval()
@@ -317,7 +305,7 @@ def _train(
     step = run.loop(step, cfg.steps, train_step, after_step)
     run.save(step)
     wall = time.perf_counter() - t0
-    check_sync(ctx, step, metrics, model.state_dict())
+    harness.check_sync(ctx, step, metrics, model.state_dict())
     path = out / "vae.safetensors"
     if ctx.is_main:
         _finish(model, cfg, train_ds, data_dir, n_val, path, spec, {"step": step, "train_wall_s": wall}, metrics)
@@ -334,7 +322,7 @@ def _finish(
     path: Path,
     spec: GameSpec,
     result: dict[str, Any],
-    metrics: MetricsLog,
+    metrics: harness.MetricsLog,
 ) -> None:
     """Rank 0, after training: measure the latent normalisation, evaluate, write `eval.json` and the weights
     (`path`)."""

@@ -22,17 +22,8 @@ from tqdm.auto import tqdm
 from oniris_env.config_io import config_changes
 from oniris_env.spec import GameSpec
 from oniris_env.world_model import WorldModel, WorldModelConfig, load_world_model, save_world_model
+from training import harness
 from training.distributed import DistributedContext
-from training.harness import (
-    MetricsLog,
-    RandomStreams,
-    StreamState,
-    Throughput,
-    TrainingRun,
-    check_same_checkpoint,
-    check_sync,
-    ddp_fields,
-)
 from training.world_model.checkpoint import CHECKPOINT_NAME, TrainState, load_checkpoint, save_checkpoint
 from training.world_model.config import TrainWorldModelConfig
 from training.world_model.ema import PowerFunctionEMA
@@ -271,6 +262,45 @@ def _validation_batches(val_data: BatchSource | None, cfg: TrainWorldModelConfig
         return []
 
 
+def _with_precision(
+    ctx: DistributedContext, cfg: TrainWorldModelConfig, model_cfg: WorldModelConfig, dev: torch.device
+) -> TrainWorldModelConfig:
+    """`cfg` with `bf16` decided (always on CUDA; on CPU rank 0 measures and every rank uses its answer); warns
+    when the clips are too short for the attention window."""
+    if cfg.clip_frames <= model_cfg.window and ctx.is_main:
+        warnings.warn(
+            f"clip_frames {cfg.clip_frames} <= window {model_cfg.window}: training never shows the model a full "
+            "attention window, which inference uses at every step after the first W frames",
+            stacklevel=3,
+        )
+    if cfg.bf16 is not None:
+        return cfg
+    bf16 = True if dev.type == "cuda" else (bf16_is_faster(model_cfg.width) if ctx.is_main else None)
+    return replace(cfg, bf16=ctx.broadcast(bf16))
+
+
+def _build(
+    cfg: TrainWorldModelConfig, model_cfg: WorldModelConfig, spec: GameSpec, dev: torch.device, state: TrainState | None
+) -> tuple[WorldModel, LossUncertainty, DartObjective, torch.optim.Adam, PowerFunctionEMA]:
+    """The model (seeded with `cfg.seed`, or `init_from`'s weights), loss uncertainty, objective, optimiser and EMA
+    on `dev`, loaded from the checkpoint `state` when there is one."""
+    torch.manual_seed(cfg.seed)
+    model = WorldModel(model_cfg)
+    if state is None and cfg.init_from:  # every rank loads the same file: identical starting weights
+        model.load_state_dict(load_world_model(cfg.init_from, spec=spec).state_dict())
+    model = model.to(dev)
+    uncertainty = LossUncertainty().to(dev)
+    objective = DartObjective(model, uncertainty, cfg)
+    optimizer = torch.optim.Adam(list(objective.parameters()), lr=cfg.lr_ref, betas=cfg.adam_betas)
+    ema = PowerFunctionEMA(model, cfg.ema_std)
+    if state is not None:
+        model.load_state_dict(state.model)
+        uncertainty.load_state_dict(state.uncertainty)
+        optimizer.load_state_dict(state.optimizer)
+        ema.load_state_dict(state.ema)
+    return model, uncertainty, objective, optimizer, ema
+
+
 LOGGED_LOSSES = ("denoise_raw", "denoise_normalised", "reward", "term", "reward_mae")
 
 
@@ -288,7 +318,7 @@ def _train(
         out.mkdir(parents=True, exist_ok=True)
     ctx.barrier()
     state = load_checkpoint(out) if resume else None
-    check_same_checkpoint(ctx, None if state is None else state.step, out)
+    harness.check_same_checkpoint(ctx, None if state is None else state.step, out)
     cfg = _resumed_config(cfg, state, out)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -296,46 +326,27 @@ def _train(
     dev = torch.device(ctx.device)
     # Rank 0 keeps the configured seed (one process is unchanged); other ranks get their own streams.
     seed = ctx.rank_seed(cfg.seed)
-    streams = RandomStreams(np.random.default_rng(seed), torch.Generator(device=dev).manual_seed(seed))
+    streams = harness.RandomStreams(np.random.default_rng(seed), torch.Generator(device=dev).manual_seed(seed))
     model_cfg, spec = _model_config(ctx, cfg, state, train_data, str(data[0]))
-    if cfg.clip_frames <= model_cfg.window and ctx.is_main:
-        warnings.warn(
-            f"clip_frames {cfg.clip_frames} <= window {model_cfg.window}: training never shows the model a full "
-            "attention window, which inference uses at every step after the first W frames",
-            stacklevel=3,
-        )
-    if cfg.bf16 is None:  # bf16 always wins on CUDA; on CPU rank 0 measures and every rank uses its answer
-        bf16 = True if dev.type == "cuda" else (bf16_is_faster(model_cfg.width) if ctx.is_main else None)
-        cfg = replace(cfg, bf16=ctx.broadcast(bf16))
-    torch.manual_seed(cfg.seed)
-    model = WorldModel(model_cfg)
-    if state is None and cfg.init_from:  # every rank loads the same file: identical starting weights
-        model.load_state_dict(load_world_model(cfg.init_from, spec=spec).state_dict())
-    model = model.to(dev)
-    uncertainty = LossUncertainty().to(dev)
-    objective = DartObjective(model, uncertainty, cfg)
+    cfg = _with_precision(ctx, cfg, model_cfg, dev)
+    model, uncertainty, objective, optimizer, ema = _build(cfg, model_cfg, spec, dev, state)
     params = list(objective.parameters())  # model's, then the uncertainty's (the checkpoint's optimiser layout)
-    optimizer = torch.optim.Adam(params, lr=cfg.lr_ref, betas=cfg.adam_betas)
-    ema = PowerFunctionEMA(model, cfg.ema_std)
-    step = 0
+    step = 0 if state is None else state.step
     if state is not None:
-        model.load_state_dict(state.model)
-        uncertainty.load_state_dict(state.uncertainty)
-        optimizer.load_state_dict(state.optimizer)
-        ema.load_state_dict(state.ema)
-        step = state.step
         streams.restore(ctx, seed, step, state.streams, state.rank_rngs)
     compiled = dev.type == "cuda" if compile_model is None else compile_model
     if compiled:
         model.compile()  # in place: the state_dict keys stay those of the plain model
     backend = "flex" if compiled and dev.type == "cuda" else "fast"  # FlexAttention only compiled, on CUDA
     net = ctx.wrap(objective)
-    metrics = MetricsLog(out / METRICS_NAME, ctx)
+    metrics = harness.MetricsLog(out / METRICS_NAME, ctx)
     metrics.start(None if state is None else step)
     val_batches = _validation_batches(val_data, cfg, dev)
     ema_model = WorldModel(model_cfg).to(dev).eval() if ctx.is_main else None
 
-    def write(step: int, main: StreamState, ranks: list[StreamState] | None, val: dict[str, float] | None) -> None:
+    def write(
+        step: int, main: harness.StreamState, ranks: list[harness.StreamState] | None, val: dict[str, float] | None
+    ) -> None:
         """Rank 0: the EMA weights, then the resume state (with every rank's random streams)."""
         assert ema_model is not None
         ema.copy_to(ema_model)
@@ -350,7 +361,7 @@ def _train(
 
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     bar = tqdm(total=cfg.steps, initial=step, desc="world model", unit="step", disable=not (progress and ctx.is_main))
-    run, throughput = TrainingRun(ctx, out, streams, write, bar), Throughput()
+    run, throughput = harness.TrainingRun(ctx, out, streams, write, bar), harness.Throughput()
 
     def train_step(step: int) -> tuple[DartLosses, Tensor, float]:
         """One optimizer step and EMA update; returns the losses, the gradient norm and the learning rate."""
@@ -377,7 +388,7 @@ def _train(
             values = {"loss": float(losses.total.detach()), **{k: float(getattr(losses, k)) for k in LOGGED_LOSSES}}
             record = {"step": step, "split": "train", "lr": lr, **ctx.mean(values), "grad_norm": float(grad_norm)}
             record["frames_per_s"] = throughput.take()
-            metrics.append(record | ddp_fields(ctx, cfg.batch_size, record["frames_per_s"]))
+            metrics.append(record | harness.ddp_fields(ctx, cfg.batch_size, record["frames_per_s"]))
             bar.set_postfix(loss=f"{record['loss']:.3f}", fps=f"{record['frames_per_s']:.0f}")
         if step % cfg.val_every == 0 or step == end:
             val = None
@@ -391,7 +402,7 @@ def _train(
     step = run.loop(step, end, train_step, after_step)
     if ctx.broadcast(step >= cfg.steps and not (out / WEIGHTS_NAME).is_file()):
         run.save(step)
-    check_sync(ctx, step, metrics, model.state_dict(), ema.state_dict(), uncertainty.state_dict(), split="sync")
+    harness.check_sync(ctx, step, metrics, model.state_dict(), ema.state_dict(), uncertainty.state_dict(), split="sync")
     ctx.barrier()
     return out / WEIGHTS_NAME
 
