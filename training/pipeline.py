@@ -33,10 +33,10 @@ from typing import Any
 
 from oniris_env.checksums import sha256
 from training.bank import DEFAULT_CONTEXT_LENGTH
+from training.heads.config import HEAD_REFIT_PRESETS, HeadRefitConfig
 from training.policies import POLICY_NAMES
 from training.vae.config import TRAIN_VAE_PRESETS, TrainVAEConfig
 from training.world_model.config import TrainWorldModelConfig
-from training.world_model.head_refit import HEAD_REFIT_PRESETS, HeadRefitConfig
 
 #: Episodes for the heads come from `seed + HEAD_SEED_OFFSET` (the shipped heads: seed 7 next to the trunk's 0).
 HEAD_SEED_OFFSET = 7
