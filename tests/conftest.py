@@ -41,3 +41,17 @@ def interrupt_call(monkeypatch):
         monkeypatch.setattr(module, name, interrupted)
 
     return patch
+
+
+@pytest.fixture(scope="session")
+def record_episodes(tmp_path_factory):
+    """`record_episodes(name, episodes, seed)`: a new folder of `episodes` real episodes of the random policy
+    (`training.collect.collect_episodes`), for a test module's own dataset fixture."""
+    from training.collect import collect_episodes
+
+    def record(name: str, episodes: int, seed: int):
+        root = tmp_path_factory.mktemp(name)
+        collect_episodes(root, episodes, seed=seed, policy="random", progress=False)
+        return root
+
+    return record
