@@ -7,12 +7,13 @@ validates and writes files (the others wait at a barrier). Without `WORLD_SIZE` 
 
 A run folder holds `train_config.json`, `metrics.jsonl` (one JSON object per line), `checkpoint.pt` (resume
 state: plain tensors and numbers, loaded with `weights_only=True`) and, at the end, `vae.safetensors` (the model
-with its measured latent shift/scale, see `oniris_env.vae.checkpoint`) and `eval.json`. Checkpoints are written
-to a temp file and renamed, every `checkpoint_every` steps, at the end, on KeyboardInterrupt and on SIGTERM (after
-the current step, on every rank, then `training.interrupt.Terminated`: exit code 143); a resumed run continues
-from the saved step with the saved optimizer and RNG states, so no step is lost or repeated. Under DDP the file
-also holds every rank's RNG states (`rank_rngs`); Ctrl-C writes no extra checkpoint there (a rank may already be
-gone), a restarted job resumes from the last periodic one.
+with its measured latent shift/scale, see `oniris_env.vae.checkpoint`) and `eval.json`. The loop, checkpoints,
+interruptions and metrics log are `training.harness`'s: checkpoints are written atomically every `checkpoint_every`
+steps, at the end, on KeyboardInterrupt and on SIGTERM (after the current step, on every rank, then
+`training.interrupt.Terminated`: exit code 143); a resumed run continues from the saved step with the saved
+optimizer and RNG states (those after the last finished step), so no step is lost or repeated. Under DDP the file
+also holds every rank's RNG states (`rank_numpy_rng`, `rank_torch_rng`); Ctrl-C writes no extra checkpoint there
+(a rank may already be gone), a restarted job resumes from the last periodic one.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def frames_to_float(frames_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames_u8).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
 
 
-def learning_rate(cfg: TrainVAEConfig, step: int) -> float:
-    """Linear warmup, then cosine decay from `lr` to `lr * min_lr_fraction` at `steps`."""
+def learning_rate(step: int, cfg: TrainVAEConfig) -> float:
+    """Linear warmup, then cosine decay from `lr` to `lr * min_lr_fraction` at `steps`; `step` is 0-based."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
@@ -271,7 +272,7 @@ def _train(
     def train_step(step: int) -> float:
         """One optimizer step; returns the gradient norm before clipping."""
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step)
+            group["lr"] = learning_rate(step, cfg)
         x = frames_to_float(train_ds.sample_batch(streams.data, cfg.batch_size)["frames"]).to(dev)
         if cfg.channels_last:
             x = x.contiguous()

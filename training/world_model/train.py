@@ -1,7 +1,8 @@
 """The world-model training run: DART batches, Adam + EDM2 schedule, power EMA, validation, resume.
 
 `train_world_model(latents_dir, out_dir, preset)` is what `oniris-env train world-model` calls. Side effects
-(files, threads, progress bar) live here; the math lives in `loss.py` and `oniris_env.world_model`.
+(files, threads, progress bar) live here; the math lives in `loss.py` and `oniris_env.world_model`; the loop,
+checkpoints, interruptions and metrics log are `training.harness`'s, as for the VAE.
 """
 
 from __future__ import annotations
