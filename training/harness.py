@@ -61,15 +61,17 @@ class RandomStreams:
         noise = self.noise.get_state() if self.noise is not None else torch.get_rng_state()
         return StreamState(self.data.bit_generator.state, noise)
 
-    def set_state(self, state: StreamState, seed: int) -> None:
+    def set_state(self, state: StreamState, seed: int | None = None) -> None:
         """Continue from `state`. A noise state saved on another device type (CPU <-> CUDA checkpoints) cannot be
-        loaded: the noise stream then restarts from `seed` (the run continues, not bit-exactly)."""
+        loaded: with a `seed` the noise stream then restarts from it (the run continues, not bit-exactly)."""
         bit_generator = getattr(np.random, state.data["bit_generator"])()
         bit_generator.state = state.data
         self.data = np.random.Generator(bit_generator)
         try:
             self._set_noise(state.noise)
         except RuntimeError:
+            if seed is None:
+                raise
             warnings.warn("noise RNG state saved on another device type: restarting the noise stream", stacklevel=3)
             self._seed_noise(seed)
 
@@ -269,7 +271,7 @@ class TrainingRun:
         except KeyboardInterrupt:
             self.bar.close()
             if not self.ctx.distributed:
-                self.streams.set_state(finished, 0)
+                self.streams.set_state(finished)
                 self.save(step)
             raise
         finally:
