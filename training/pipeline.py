@@ -24,19 +24,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from oniris_env.checksums import sha256
+from oniris_env.config_io import atomic_write_bytes, atomic_write_text
 from training.bank import DEFAULT_CONTEXT_LENGTH
+from training.heads.config import HEAD_REFIT_PRESETS, HeadRefitConfig
 from training.policies import POLICY_NAMES
 from training.vae.config import TRAIN_VAE_PRESETS, TrainVAEConfig
 from training.world_model.config import TrainWorldModelConfig
-from training.world_model.head_refit import HEAD_REFIT_PRESETS, HeadRefitConfig
 
 #: Episodes for the heads come from `seed + HEAD_SEED_OFFSET` (the shipped heads: seed 7 next to the trunk's 0).
 HEAD_SEED_OFFSET = 7
@@ -44,6 +45,46 @@ HEAD_SEED_OFFSET = 7
 CONFIG_FILE = "pipeline.json"
 INPUTS_FILE = "inputs.json"
 STAGES = ("collect", "vae", "vae_ft", "encode", "world_model", "bundle", "collect_heads", "encode_heads", "heads")
+
+
+class Action(Enum):
+    """What a stage does with its output."""
+
+    SKIP = "skip"
+    """complete: nothing to do"""
+    RUN = "run"
+    """nothing there yet: build it"""
+    RESUME = "resume"
+    """partly built: continue from the stage's own checkpoint"""
+    RERUN = "rerun"
+    """built from other inputs: delete it and build it again"""
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    """A stage's answer to "what is left to do?" and the line the pipeline prints for it (`str`): 'skip (complete)',
+    'run', 'resume from DETAIL' or 'rerun (DETAIL)'."""
+
+    action: Action
+    detail: str = ""
+    """Where a resume starts ('step 3 of 10'), or why a rerun is needed ('inputs changed')."""
+
+    @property
+    def runs(self) -> bool:
+        """The stage has work to do."""
+        return self.action is not Action.SKIP
+
+    def __str__(self) -> str:
+        if self.action is Action.SKIP:
+            return "skip (complete)"
+        if self.action is Action.RESUME:
+            return f"resume from {self.detail}"
+        if self.action is Action.RERUN:
+            return f"rerun ({self.detail})"
+        return "run"
+
+
+SKIP, RUN = StageStatus(Action.SKIP), StageStatus(Action.RUN)
 
 
 class PipelineMismatchError(ValueError):
@@ -206,9 +247,7 @@ def prepare_run_folder(out: Path | str, config: PipelineConfig) -> RunFolders:
         )
     else:
         root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(wanted, indent=1))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(wanted, indent=1))
     return RunFolders(root)
 
 
@@ -234,32 +273,35 @@ def _write_inputs(run_dir: Path, fingerprint: str) -> None:
 
 def _trainer_status(
     run_dir: Path, weights: str, steps: int, fingerprint: str, weights_step: Callable[[Path], int]
-) -> str:
-    """'skip (complete)', 'resume from step k', 'run', or 'rerun (inputs changed)' for a trainer's run folder (or
-    the head refit's).
+) -> StageStatus:
+    """The status of a trainer's run folder (or the head refit's); reads, never writes.
 
     Complete = the weights file exists and records a step >= `steps`, and the folder was built from `fingerprint`.
-    A rerun first deletes the stale checkpoint and weights (so neither can pass for the new run's).
     """
     recorded = _read_inputs(run_dir)
     if recorded is not None and recorded != fingerprint:
-        for name in ("checkpoint.pt", weights):
-            (run_dir / name).unlink(missing_ok=True)
-        _write_inputs(run_dir, fingerprint)
-        return "rerun (inputs changed)"
+        return StageStatus(Action.RERUN, "inputs changed")
     try:
         if weights_step(run_dir / weights) >= steps:
-            return "skip (complete)"
+            return SKIP
     except (FileNotFoundError, ValueError):  # missing, truncated or foreign weights: not complete
         pass
-    _write_inputs(run_dir, fingerprint)
     checkpoint = run_dir / "checkpoint.pt"
     if checkpoint.is_file():
         import torch
 
         step = int(torch.load(checkpoint, map_location="cpu", weights_only=True)["step"])
-        return f"resume from step {step} of {steps}"
-    return "run"
+        return StageStatus(Action.RESUME, f"step {step} of {steps}")
+    return RUN
+
+
+def _start_trainer(run_dir: Path, status: StageStatus, weights: str, fingerprint: str) -> None:
+    """Before a trainer (or the head refit) runs: a rerun deletes the stale checkpoint and weights (so neither can
+    pass for the new run's); the folder then records the inputs it is built from."""
+    if status.action is Action.RERUN:
+        for name in ("checkpoint.pt", weights):
+            (run_dir / name).unlink(missing_ok=True)
+    _write_inputs(run_dir, fingerprint)
 
 
 def _vae_step(path: Path) -> int:
@@ -347,10 +389,12 @@ def _collect_stage(
 
     manifest = read_manifest(root)
     have = len(manifest["episodes"]) if manifest is not None else 0
+    status = StageStatus(Action.RESUME, f"episode {have} of {episodes}") if have else RUN
     if have >= episodes:
-        echo(f"{name}: skip (complete)")
+        status = SKIP
+    echo(f"{name}: {status}")
+    if not status.runs:
         return
-    echo(f"{name}: resume from episode {have} of {episodes}" if have else f"{name}: run")
     # Episode i is determined by (seed, i): finishing a partial folder gives the same episodes as one run.
     collect_to_total(root, episodes, seed, policy, workers, progress=progress)
 
@@ -379,7 +423,8 @@ def _vae_stage(
 
     status = _trainer_status(run_dir, "vae.safetensors", cfg.steps, fingerprint, _vae_step)
     echo(f"{name}: {status}")
-    if not status.startswith("skip"):
+    if status.runs:
+        _start_trainer(run_dir, status, "vae.safetensors", fingerprint)
         train_vae(folders.data, run_dir, config=cfg, progress=progress)
 
 
@@ -390,16 +435,18 @@ def _encode_stage(name: str, data: Path, latents: Path, vae: Path, progress: boo
     wanted = {e["index"] for e in require_manifest(data, "oniris-env collect")["episodes"]}
     manifest = read_manifest(latents)
     if manifest is None:
-        echo(f"{name}: run")
+        status = RUN
     elif manifest.get("vae", {}).get("sha256") != sha256(vae):
-        echo(f"{name}: rerun (latents of another VAE)")
-        shutil.rmtree(latents)
+        status = StageStatus(Action.RERUN, "latents of another VAE")
     else:
         done = {e["index"] for e in manifest["episodes"]}
-        if wanted <= done:
-            echo(f"{name}: skip (complete)")
-            return
-        echo(f"{name}: resume from episode {len(done & wanted)} of {len(wanted)}")
+        resume = StageStatus(Action.RESUME, f"episode {len(done & wanted)} of {len(wanted)}")
+        status = SKIP if wanted <= done else resume
+    echo(f"{name}: {status}")
+    if not status.runs:
+        return
+    if status.action is Action.RERUN:
+        shutil.rmtree(latents)
     encode_dataset(data, latents, vae, progress=progress)
 
 
@@ -420,7 +467,8 @@ def _world_model_stage(
     fingerprint = hashlib.sha256(json.dumps(_latents_fingerprint(folders.latents)).encode()).hexdigest()
     status = _trainer_status(folders.wm, WEIGHTS_NAME, config.world_model.steps, fingerprint, _world_model_step)
     echo(f"world_model: {status}")
-    if not status.startswith("skip"):
+    if status.runs:
+        _start_trainer(folders.wm, status, WEIGHTS_NAME, fingerprint)
         train_world_model(folders.latents, folders.wm, config=config.world_model, progress=progress)
 
 
@@ -435,15 +483,13 @@ def _bundle_stage(folders: RunFolders, config: PipelineConfig, vae: Path, echo: 
     current = all(
         (bundle / name).is_file() and sha256(bundle / name) == sha256(src) for name, src in sources.items()
     )
-    if current and (bundle / CONTEXTS_FILE).is_file():
-        echo("bundle: skip (complete)")
+    status = SKIP if current and (bundle / CONTEXTS_FILE).is_file() else RUN
+    echo(f"bundle: {status}")
+    if not status.runs:
         return bundle
-    echo("bundle: run")
     bundle.mkdir(parents=True, exist_ok=True)
     for name, src in sources.items():
-        tmp = bundle / (name + ".tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, bundle / name)
+        atomic_write_bytes(bundle / name, src.read_bytes())
     write_start_contexts(folders.data, bundle, config.bank_length, "train", config.bank_size)
     return bundle
 
@@ -462,7 +508,8 @@ def _heads_stage(folders: RunFolders, config: PipelineConfig, progress: bool, ec
     # Complete = the report exists (refit_bundle writes it last); it has no steps, so any report counts as step 0.
     status = _trainer_status(folders.heads, REPORT_FILE, 0, fingerprint, _report_step)
     echo(f"heads: {status}")
-    if not status.startswith("skip"):
+    if status.runs:
+        _start_trainer(folders.heads, status, REPORT_FILE, fingerprint)
         # Recorded head inputs are cached in OUT/heads under their own key: an interrupted refit resumes after them.
         refit_bundle(folders.bundle, roots, folders.heads, config.head_refit, DEFAULT_SAMPLER, progress=progress)
     return folders.heads / "bundle"

@@ -4,16 +4,13 @@ import numpy as np
 import pytest
 
 from training.bank import build_start_contexts
-from training.collect import collect_episodes
 from training.episodes import load_episode, read_manifest, save_episode
 from training.lander import lander_centroid
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bank")
-    collect_episodes(root, 3, seed=5, policy="random", progress=False)
-    return root
+def dataset(record_episodes):
+    return record_episodes("bank", 3, seed=5)  # tests/conftest.py
 
 
 def test_starts_without_a_visible_lander_are_skipped(dataset):

@@ -12,10 +12,8 @@ from training.policies import MAX_NOISE_HOLD, MAX_STICKY_HOLD, choose_policy, ma
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("real")
-    collect_episodes(root, 3, seed=11, policy="random", progress=False)
-    return root
+def dataset(record_episodes):
+    return record_episodes("real", 3, seed=11)  # tests/conftest.py
 
 
 def test_episode_files_round_trip_and_keep_the_terminal_transition(dataset):

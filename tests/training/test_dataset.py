@@ -1,16 +1,13 @@
 import numpy as np
 import pytest
 
-from training.collect import collect_episodes
 from training.dataset import EpisodeWindows, is_validation
 from training.episodes import load_episode, read_manifest
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("windows")
-    collect_episodes(root, 4, seed=3, policy="random", progress=False)
-    return root
+def dataset(record_episodes):
+    return record_episodes("windows", 4, seed=3)  # tests/conftest.py
 
 
 def test_windows_are_aligned_slices_and_may_end_on_the_terminal_step(dataset):

@@ -121,3 +121,19 @@ def test_evaluate_uses_the_chosen_sampler(tmp_path, random_bundle):
         result = runner.invoke(app, [*quick, *bad, "--out", str(tmp_path / "bad")])
         assert result.exit_code == 2, result.output
         assert reason in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_evaluate_loads_no_trainer():
+    """`oniris-env evaluate` (`training.evaluate.run`) needs no trainer: it used to load both, and the head refit,
+    through the packages' `__init__` and an import cycle with `teacher_forced`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, training.evaluate.run; print(' '.join(sorted(sys.modules)))"
+    repo = Path(__file__).resolve().parents[2]  # `python -c` imports this tree's packages
+    run = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
+    loaded = run.stdout.split()
+    assert "training.evaluate.teacher_forced" in loaded
+    trainers = {"training.vae.train", "training.world_model.train", "training.world_model.head_refit"}
+    assert trainers.isdisjoint(loaded), trainers & set(loaded)

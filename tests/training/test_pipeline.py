@@ -197,3 +197,29 @@ def test_presets_and_config_checks():
         replace(PIPELINE_PRESETS["tiny"], vae_finetune=TRAIN_VAE_PRESETS["finetune"])
     with pytest.raises(ValueError, match="init_from"):
         PipelineConfig(vae_finetune=replace(TRAIN_VAE_PRESETS["finetune"], init_from="x.safetensors"))
+
+
+def test_a_stage_status_is_a_question_and_starting_the_stage_the_action(tmp_path):
+    """`_trainer_status` only reads (it used to delete a stale checkpoint and weights while answering); the printed
+    lines keep their words."""
+    from training.pipeline import Action, StageStatus, _start_trainer, _trainer_status
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "inputs.json").write_text(json.dumps({"inputs": "old"}))
+    torch.save({"step": 3}, run / "checkpoint.pt")
+    (run / "weights.safetensors").write_bytes(b"stale")
+
+    def step_of(path):
+        raise ValueError(path)  # unreadable weights: not complete
+
+    status = _trainer_status(run, "weights.safetensors", 10, "new", step_of)
+    assert str(status) == "rerun (inputs changed)" and status.runs
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "inputs.json", "weights.safetensors"]
+    _start_trainer(run, status, "weights.safetensors", "new")
+    assert sorted(p.name for p in run.iterdir()) == ["inputs.json"]
+    assert json.loads((run / "inputs.json").read_text()) == {"inputs": "new"}
+    torch.save({"step": 3}, run / "checkpoint.pt")
+    assert str(_trainer_status(run, "weights.safetensors", 10, "new", step_of)) == "resume from step 3 of 10"
+    assert str(StageStatus(Action.SKIP)) == "skip (complete)" and not StageStatus(Action.SKIP).runs
+    assert str(StageStatus(Action.RUN)) == "run"

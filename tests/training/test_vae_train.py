@@ -68,6 +68,20 @@ def test_resume_after_interrupt_loses_no_step(episodes: Path, tmp_path: Path, mo
     assert steps[:-1] == [2, 4, 6, 8, 10, 12] and steps[-1] == 12  # each step logged once, then the result
 
 
+def test_ctrl_c_during_validation_resumes_exactly(episodes: Path, tmp_path: Path, interrupt_call) -> None:
+    """Ctrl-C during the validation after step 6 saves 6 finished steps with the random state after step 6 (it
+    used to save the state from before step 6, so the resumed run drew step 6's batch and noise again)."""
+    cfg = replace(FAST, val_every=3)  # validation after steps 3, 6 and 9; periodic checkpoints after 4 and 8
+    straight = load_vae(train_vae(episodes, tmp_path / "straight", config=cfg, progress=False))
+    interrupt_call(train_module, "evaluate_vae", 2)  # the validation after step 6 (tests/conftest.py)
+    with pytest.raises(KeyboardInterrupt):
+        train_vae(episodes, tmp_path / "resumed", config=cfg, progress=False)
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["step"] == 6
+    resumed = load_vae(train_vae(episodes, tmp_path / "resumed", config=cfg, progress=False))
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=lambda m, name=name: f"{name}: {m}")
+
+
 def test_sigterm_saves_like_ctrl_c(episodes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGTERM (kill, timeout, schedulers, torchrun) during step 7 ends the run after that step with a checkpoint of
     7 steps and exit code 143; resuming gives the uninterrupted run's weights."""

@@ -265,6 +265,28 @@ def test_an_interruption_saves_and_the_run_resumes_exactly(latents_dir, tmp_path
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
 
 
+def test_ctrl_c_during_validation_resumes_exactly(latents_dir, tmp_path, interrupt_call):
+    """Ctrl-C during the validation after step 6 saves 6 finished steps with the random streams after step 6."""
+    import training.world_model.train as train_module
+
+    def run(out):
+        val = EpisodeWindows(latents_dir, 6, split="val", key="latents", val_fraction=0.34)
+        train = EpisodeWindows(latents_dir, 6, split="train", key="latents", val_fraction=0.34)
+        cfg = TrainWorldModelConfig.tiny(steps=10, val_every=3, log_every=2)
+        return train_world_model(None, out, config=cfg, train_data=train, val_data=val, progress=False)
+
+    straight = run(tmp_path / "a")
+    interrupt_call(train_module, "validate", 2)  # the validation after step 6 (tests/conftest.py)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b")
+    assert read_metadata(tmp_path / "b" / "world_model.safetensors")["extra"]["step"] == 6
+    a, b = load_file(straight), load_file(run(tmp_path / "b"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
+    records = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == [2, 4, 6, 8, 10]
+
+
 def test_resume_refuses_a_changed_config_naming_the_fields(latents_dir, tmp_path):
     """The saved config used to win silently over new settings (a `default` preset kept training the tiny model)."""
     from typer.testing import CliRunner

@@ -34,10 +34,24 @@ def outcome_rows(rt: dict, names: list[str]) -> list[list[object]]:
 
 
 def render_markdown(report: dict) -> str:
-    """The whole report.md."""
-    cfg, ol = report["config"], report["open_loop"]
-    passed = sum(t["pass"] for t in report["targets"])
-    lines = [
+    """The whole report.md: a header, the targets, then one section per part of the evaluation."""
+    sections = (
+        _header,
+        _targets,
+        _vae,
+        _open_loop,
+        _controllability,
+        _reward_termination,
+        _long_dreams,
+        _cost,
+        _files,
+    )
+    return "\n".join(line for section in sections for line in section(report))
+
+
+def _header(report: dict) -> list[str]:
+    cfg = report["config"]
+    return [
         "# oniris-env evaluation",
         "",
         f"Weights `{report['weights']['path']}` (world model sha256 "
@@ -46,6 +60,12 @@ def render_markdown(report: dict) -> str:
         f" disjoint from training), outcomes {report['data']['outcomes']}, device {report['device']}, "
         f"wall-clock {report['wall_clock_s']:.0f} s.",
         "",
+    ]
+
+
+def _targets(report: dict) -> list[str]:
+    passed = sum(t["pass"] for t in report["targets"])
+    return [
         f"## Targets: {passed} / {len(report['targets'])} met",
         "",
         *table(
@@ -53,6 +73,11 @@ def render_markdown(report: dict) -> str:
             [[t["name"], t["value"], t["target"], "PASS" if t["pass"] else "FAIL"] for t in report["targets"]],
             3,
         ),
+    ]
+
+
+def _vae(report: dict) -> list[str]:
+    return [
         "## VAE (reconstruction of the evaluation episodes)",
         "",
         *table(
@@ -64,6 +89,22 @@ def render_markdown(report: dict) -> str:
                 ]
             ],
         ),
+    ]
+
+
+OPEN_LOOP_METRICS = (
+    "psnr",
+    "fg_psnr",
+    "centroid_err_median",
+    "centroid_err_median_lost_inf",
+    "centroid_err_p90",
+    "found_rate",
+)
+
+
+def _open_loop(report: dict) -> list[str]:
+    ol = report["open_loop"]
+    return [
         f"## Open loop (context {ol['context_frames']} real frames, real actions replayed)",
         "",
         "Dream | repeat-last-frame baseline. Centroid error: median over pairs where the lander is found in both "
@@ -84,26 +125,19 @@ def render_markdown(report: dict) -> str:
             ],
             [
                 [h, m["dream"]["pairs"]]
-                + [
-                    f"{fmt(m['dream'][k])} \\| {fmt(m['baseline'][k])}"
-                    for k in (
-                        "psnr",
-                        "fg_psnr",
-                        "centroid_err_median",
-                        "centroid_err_median_lost_inf",
-                        "centroid_err_p90",
-                        "found_rate",
-                    )
-                ]
+                + [f"{fmt(m['dream'][k])} \\| {fmt(m['baseline'][k])}" for k in OPEN_LOOP_METRICS]
                 for h, m in ol["horizons"].items()
             ],
         ),
     ]
+
+
+def _controllability(report: dict) -> list[str]:
     ctrl = report["controllability"]
     rate = ctrl["per_signature_right_rate"]
     judged, every = ctrl["per_signature_trials"], ctrl["per_signature_right_rate_all_trials"]
     real, dream = ctrl["real_signature_mean"], ctrl["dream_signature_mean"]
-    lines += [
+    return [
         f"## Controllability ({ctrl['trials']} trials, each action held {ctrl['steps']} steps)",
         "",
         "Signatures (mean over steps, action minus no-op, read by the lander locator): main = row shift (px, < 0 "
@@ -128,9 +162,13 @@ def render_markdown(report: dict) -> str:
         f"{fmt(ctrl['spread_px_real'])} px ({ctrl['spread_trials_real']} trials).",
         "",
     ]
+
+
+def _reward_termination(report: dict) -> list[str]:
+    cfg, ol = report["config"], report["open_loop"]
     rt = report["reward_termination"]
     names = list(rt)
-    lines += [
+    return [
         "## Reward and termination",
         "",
         f"`open_loop`: the from-start replays above; `terminal_anchored`: the last "
@@ -162,6 +200,9 @@ def render_markdown(report: dict) -> str:
             ],
         ),
     ]
+
+
+def _long_dreams(report: dict) -> list[str]:
     ld = report["long_dreams"]
     long_rows: list[list[object]] = [
         [k.replace("_", " "), *(ld[p][k] for p in POLICIES)]
@@ -180,7 +221,7 @@ def render_markdown(report: dict) -> str:
     ]
     per_dream = (" ".join(fmt(f) for f in ld[p]["found_fraction_per_dream"]) for p in POLICIES)
     long_rows.insert(1, ["found fraction per dream", *per_dream])
-    lines += [
+    return [
         f"## Long dreams ({ld[POLICIES[0]]['dreams']} dreams per policy, {ld[POLICIES[0]]['steps']} steps each)",
         "",
         *table(
@@ -192,10 +233,13 @@ def render_markdown(report: dict) -> str:
         f"terrain change vs first frame in the real episodes {fmt(report['data']['terrain_change_vs_first'], 3)}.",
         "",
     ]
+
+
+def _cost(report: dict) -> list[str]:
     c = report["cost"]
     weight = c["sampler"].get("action_guidance", 0.0)
     guided = f", action guidance {weight:g}: all actions evaluated before the last call" if weight else ""
-    lines += [
+    return [
         "## Cost",
         "",
         *table(
@@ -212,10 +256,14 @@ def render_markdown(report: dict) -> str:
             ],
             1,
         ),
+    ]
+
+
+def _files(report: dict) -> list[str]:
+    return [
         "## Files",
         "",
         *[f"- [{name}]({name})" for name in report["files"] if not name.endswith(".png")],
         "",
         *[f"![{name}]({name})\n" for name in report["files"] if name.endswith(".png")],
     ]
-    return "\n".join(lines)

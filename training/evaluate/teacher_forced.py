@@ -16,7 +16,7 @@ from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
 from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD, threshold_logit
 from training.evaluate.data import RealEpisode
 from training.evaluate.open_loop import Replays
-from training.world_model.head_refit import teacher_forced_heads
+from training.heads.record import teacher_forced_heads
 
 
 def head_outputs(

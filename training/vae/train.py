@@ -7,12 +7,13 @@ validates and writes files (the others wait at a barrier). Without `WORLD_SIZE` 
 
 A run folder holds `train_config.json`, `metrics.jsonl` (one JSON object per line), `checkpoint.pt` (resume
 state: plain tensors and numbers, loaded with `weights_only=True`) and, at the end, `vae.safetensors` (the model
-with its measured latent shift/scale, see `oniris_env.vae.checkpoint`) and `eval.json`. Checkpoints are written
-to a temp file and renamed, every `checkpoint_every` steps, at the end, on KeyboardInterrupt and on SIGTERM (after
-the current step, on every rank, then `training.interrupt.Terminated`: exit code 143); a resumed run continues
-from the saved step with the saved optimizer and RNG states, so no step is lost or repeated. Under DDP the file
-also holds every rank's RNG states (`rank_rngs`); Ctrl-C writes no extra checkpoint there (a rank may already be
-gone), a restarted job resumes from the last periodic one.
+with its measured latent shift/scale, see `oniris_env.vae.checkpoint`) and `eval.json`. The loop, checkpoints,
+interruptions and metrics log are `training.harness`'s: checkpoints are written atomically every `checkpoint_every`
+steps, at the end, on KeyboardInterrupt and on SIGTERM (after the current step, on every rank, then
+`training.interrupt.Terminated`: exit code 143); a resumed run continues from the saved step with the saved
+optimizer and RNG states (those after the last finished step), so no step is lost or repeated. Under DDP the file
+also holds every rank's RNG states (`rank_numpy_rng`, `rank_torch_rng`); Ctrl-C writes no extra checkpoint there
+(a rank may already be gone), a restarted job resumes from the last periodic one.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from oniris_env.config_io import config_changes
+from oniris_env.config_io import atomic_write_text, config_changes
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
 from oniris_env.vae import VAE_PRESETS, GroupCausalVAE, VAEConfig, load_vae, save_vae
+from training import harness
 from training.dataset import EpisodeWindows
-from training.distributed import DistributedContext, strip_wrapper_prefixes, sync_record
-from training.interrupt import StopOnSigterm, report_stop
+from training.distributed import DistributedContext, strip_wrapper_prefixes
 from training.vae.config import TRAIN_VAE_PRESETS, TrainVAEConfig
 from training.vae.evaluate import evaluate_vae
 from training.vae.losses import excess_loss, group_kl, reconstruction_loss
@@ -49,8 +50,8 @@ def frames_to_float(frames_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames_u8).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
 
 
-def learning_rate(cfg: TrainVAEConfig, step: int) -> float:
-    """Linear warmup, then cosine decay from `lr` to `lr * min_lr_fraction` at `steps`."""
+def learning_rate(step: int, cfg: TrainVAEConfig) -> float:
+    """Linear warmup, then cosine decay from `lr` to `lr * min_lr_fraction` at `steps`; `step` is 0-based."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
@@ -110,57 +111,83 @@ def measure_latent_stats(
     return z.mean(dim=1), z.std(dim=1).clamp_min(1e-6)
 
 
-def _rng_state(rng: np.random.Generator) -> tuple[str, torch.Tensor]:
-    """Snapshot of the batch-sampling and posterior-noise RNGs, as (JSON text, uint8 tensor)."""
-    return json.dumps(rng.bit_generator.state), torch.get_rng_state()
-
-
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    """The resume state at `path` (`weights_only=True`), or a ValueError naming the file when it is unreadable."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 (truncated, foreign or corrupt: any failure means the file is unusable)
-        raise ValueError(f"cannot resume from {path}: {e}; delete it (or pass --no-resume) to start over") from e
-
-
-def _save_checkpoint(
+def _write_checkpoint(
     path: Path,
     model: GroupCausalVAE,
     opt: torch.optim.Optimizer,
     step: int,
-    rng_state: tuple[str, torch.Tensor],
+    main: harness.StreamState,
     cfg: TrainVAEConfig,
-    rank_rngs: list[tuple[str, torch.Tensor]] | None = None,
+    ranks: list[harness.StreamState] | None,
 ) -> None:
-    """Write the resume state atomically; `model` is the plain VAE (never the DDP wrapper), `rank_rngs` every
-    rank's `_rng_state` under DDP."""
+    """Write the resume state atomically; `model` is the plain VAE (never the DDP wrapper), `ranks` every rank's
+    streams under DDP."""
     state: dict[str, Any] = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "step": step,
-        "numpy_rng": rng_state[0],
-        "torch_rng": rng_state[1],
+        "numpy_rng": json.dumps(main.data),
+        "torch_rng": main.noise,
         "config": json.dumps(cfg.to_dict()),
     }
-    if rank_rngs is not None:
-        state["rank_numpy_rng"] = json.dumps([r[0] for r in rank_rngs])
-        state["rank_torch_rng"] = [r[1] for r in rank_rngs]
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    if ranks is not None:
+        state["rank_numpy_rng"] = json.dumps([r.data for r in ranks])
+        state["rank_torch_rng"] = [r.noise for r in ranks]
+    harness.save_state(state, path)
 
 
-def _append_metrics(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+def _resume(
+    ctx: DistributedContext,
+    path: Path,
+    cfg: TrainVAEConfig,
+    model: GroupCausalVAE,
+    opt: torch.optim.Optimizer,
+    streams: harness.RandomStreams,
+    resume: bool,
+) -> int | None:
+    """With `resume`, load the checkpoint at `path` into the model, optimizer and streams and return its step;
+    None when there is none to continue."""
+    state = harness.load_state(path) if resume and path.exists() else None
+    harness.check_same_checkpoint(ctx, None if state is None else int(state["step"]), path.parent)
+    if state is None:
+        return None
+    saved = json.loads(state["config"])
+    if changes := config_changes({**saved, "steps": cfg.steps}, cfg.to_dict()):  # only `steps` may change
+        raise ValueError(
+            f"{path} was trained with another config ({'; '.join(changes)}); resume with its own settings, "
+            "or start fresh with resume=False (CLI: --no-resume) or a new out dir"
+        )
+    model.load_state_dict(strip_wrapper_prefixes(state["model"]))
+    opt.load_state_dict(state["optimizer"])
+    step = int(state["step"])
+    main = harness.StreamState(json.loads(state["numpy_rng"]), state["torch_rng"])
+    rank_data = json.loads(state.get("rank_numpy_rng", "null"))
+    ranks = None
+    if rank_data is not None:  # written under DDP
+        ranks = [harness.StreamState(*r) for r in zip(rank_data, state["rank_torch_rng"], strict=True)]
+    streams.restore(ctx, ctx.rank_seed(cfg.seed), step, main, ranks)
+    return step
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metrics lines logged after `step` (they came from steps a resumed run will redo)."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in keep))
+def _resolve_config(preset: str, config: TrainVAEConfig | None, steps: int | None) -> TrainVAEConfig:
+    if config is None:
+        if preset not in TRAIN_VAE_PRESETS:
+            raise ValueError(f"preset must be one of {sorted(TRAIN_VAE_PRESETS)}, got {preset!r}")
+        config = TRAIN_VAE_PRESETS[preset]
+    return replace(config, steps=steps) if steps is not None else config
+
+
+def _build_model(cfg: TrainVAEConfig, spec: GameSpec, dev: torch.device) -> GroupCausalVAE:
+    """The VAE of the preset, seeded with `cfg.seed` (or with the `init_from` weights), on `dev`."""
+    torch.manual_seed(cfg.seed)
+    model = GroupCausalVAE(VAE_PRESETS[cfg.model])
+    if cfg.init_from:
+        init = load_vae(cfg.init_from, spec=spec)
+        if init.config != model.config:
+            raise ValueError(f"init_from {cfg.init_from} has config {init.config}, expected {model.config}")
+        model.load_state_dict(init.state_dict())
+    model = model.to(dev)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
 def train_vae(
@@ -189,196 +216,127 @@ def train_vae(
         device: 'cpu' | 'cuda' | 'auto' (under torchrun on CUDA, rank r uses `cuda:{LOCAL_RANK}`).
         compile_model: `torch.compile` the training forward (off by default: small convolutions on CPU).
     """
+    cfg = _resolve_config(preset, config, steps)
     ctx = DistributedContext.from_env(device)
     try:
-        return _train(ctx, data_dir, out_dir, preset, resume, config, steps, progress, spec, compile_model)
+        return _train(ctx, cfg, data_dir, Path(out_dir), resume, progress, spec, compile_model)
     finally:
         ctx.destroy()
 
 
 def _train(
     ctx: DistributedContext,
+    cfg: TrainVAEConfig,
     data_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    preset: str,
+    out: Path,
     resume: bool,
-    config: TrainVAEConfig | None,
-    steps: int | None,
     progress: bool,
     spec: GameSpec,
     compile_model: bool,
 ) -> Path:
-    if config is None:
-        if preset not in TRAIN_VAE_PRESETS:
-            raise ValueError(f"preset must be one of {sorted(TRAIN_VAE_PRESETS)}, got {preset!r}")
-        config = TRAIN_VAE_PRESETS[preset]
-    cfg = replace(config, steps=steps) if steps is not None else config
-    out = Path(out_dir)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
     ctx.barrier()
-    ckpt_path, metrics_path = out / CHECKPOINT, out / "metrics.jsonl"
     dev = torch.device(ctx.device)
-
     train_ds = EpisodeWindows(data_dir, cfg.clip_length, "train", cfg.val_fraction, shard=ctx.shard)
     spec.check_matches(train_ds.spec, str(data_dir))
     n_val = len(EpisodeWindows(data_dir, 1, "val", cfg.val_fraction).episodes) if ctx.is_main else 0
 
-    torch.manual_seed(cfg.seed)
-    model = GroupCausalVAE(VAE_PRESETS[cfg.model])
-    if cfg.init_from:
-        init = load_vae(cfg.init_from, spec=spec)
-        if init.config != model.config:
-            raise ValueError(f"init_from {cfg.init_from} has config {init.config}, expected {model.config}")
-        model.load_state_dict(init.state_dict())
-    model = model.to(dev)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = _build_model(cfg, spec, dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-    # Rank 0 keeps the configured seed (one process is unchanged); other ranks get their own streams.
-    rng = np.random.default_rng(ctx.rank_seed(cfg.seed))
+    # Rank 0 keeps the configured seed (one process is unchanged); other ranks get their own streams. The noise
+    # is torch's global generator (`randn_like` in `PosteriorReconstruction`).
+    streams = harness.RandomStreams(np.random.default_rng(ctx.rank_seed(cfg.seed)))
     if ctx.rank:
-        torch.manual_seed(ctx.rank_seed(cfg.seed))  # posterior noise (the init above is the same on every rank)
-    step, elapsed = 0, 0.0
-    state = _load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
-    if len(set(ctx.all_gather(-1 if state is None else int(state["step"])))) > 1:
-        raise ValueError(f"the ranks see different checkpoints in {out}: put --out on a filesystem all nodes share")
-    if state is not None:
-        saved = json.loads(state["config"])
-        if changes := config_changes({**saved, "steps": cfg.steps}, cfg.to_dict()):  # only `steps` may change
-            raise ValueError(
-                f"{ckpt_path} was trained with another config ({'; '.join(changes)}); resume with its own settings, "
-                "or start fresh with resume=False (CLI: --no-resume) or a new out dir"
-            )
-        model.load_state_dict(strip_wrapper_prefixes(state["model"]))
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        numpy_rngs = json.loads(state.get("rank_numpy_rng", "[]"))
-        if len(numpy_rngs) == ctx.world_size > 1:  # same world size: every rank continues its own streams
-            torch.set_rng_state(state["rank_torch_rng"][ctx.rank])
-            rng.bit_generator.state = numpy_rngs[ctx.rank]
-        elif ctx.is_main:  # rank 0 (and one process) continues the saved streams
-            torch.set_rng_state(state["torch_rng"])
-            rng.bit_generator.state = json.loads(state["numpy_rng"])
-        else:  # another world size: fresh streams, distinct per rank and per step
-            torch.manual_seed(ctx.rank_seed(cfg.seed) + step)
-            rng = np.random.default_rng([ctx.rank_seed(cfg.seed), step])
-        if ctx.is_main:
-            _truncate_metrics(metrics_path, step)
-            lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
-            elapsed = max([json.loads(x).get("elapsed_s", 0.0) for x in lines] or [0.0])
-    elif metrics_path.exists() and ctx.is_main:
-        metrics_path.unlink()
+        torch.manual_seed(ctx.rank_seed(cfg.seed))  # the init above is the same on every rank
+    resumed = _resume(ctx, out / CHECKPOINT, cfg, model, opt, streams, resume)
+    step = resumed or 0
+    metrics = harness.MetricsLog(out / "metrics.jsonl", ctx)
+    elapsed = max([r.get("elapsed_s", 0.0) for r in metrics.start(resumed)] or [0.0])
     if ctx.is_main:
-        (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=1))
     forward = PosteriorReconstruction(model)
     if compile_model:
         forward.compile()  # in place: the VAE's state_dict keys do not change
     net = ctx.wrap(forward)
 
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
-    frames_per_step = cfg.batch_size * cfg.clip_length
     bar = tqdm(total=cfg.steps, initial=step, desc="train vae", unit="step", disable=not (progress and ctx.is_main))
-    t0, t_log, sums = time.perf_counter() - elapsed, time.perf_counter(), {"loss": 0.0, "rec": 0.0, "kl": 0.0}
-    n_sum = 0
-    rng_state = _rng_state(rng)
+    t0, throughput, means = time.perf_counter() - elapsed, harness.Throughput(), harness.RunningMean()
 
-    def checkpoint(rng_state: tuple[str, torch.Tensor]) -> None:
-        """Collective under DDP: rank 0 writes the resume state with every rank's RNG states."""
-        ranks = ctx.all_gather(rng_state) if ctx.distributed else None
-        if ctx.is_main:
-            _save_checkpoint(ckpt_path, model, opt, step, rng_state, cfg, ranks)
-        ctx.barrier()
+    def write(step: int, main: harness.StreamState, ranks: list[harness.StreamState] | None, note: Any) -> None:
+        _write_checkpoint(out / CHECKPOINT, model, opt, step, main, cfg, ranks)
+
+    run = harness.TrainingRun(ctx, out, streams, write, bar)
+
+    def train_step(step: int) -> float:
+        """One optimizer step; returns the gradient norm before clipping."""
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        x = frames_to_float(train_ds.sample_batch(streams.data, cfg.batch_size)["frames"]).to(dev)
+        if cfg.channels_last:
+            x = x.contiguous()
+        with autocast:
+            loss, parts = vae_loss(net, x, cfg, model.config)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # under DDP the gradients are averaged over the ranks here
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        opt.step()
+        means.add(parts)
+        throughput.add(cfg.batch_size * cfg.clip_length)
+        return grad_norm
+
+    def after_step(step: int, grad_norm: float) -> None:
+        """Log, validate and save as configured, after `step` finished steps."""
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            record = {"step": step, **ctx.mean(means.take()), "grad_norm": grad_norm, "lr": opt.param_groups[0]["lr"]}
+            record |= {"frames_per_s": throughput.take(), "elapsed_s": time.perf_counter() - t0}
+            metrics.append(record | harness.ddp_fields(ctx, cfg.batch_size, record["frames_per_s"]))
+            bar.set_postfix(loss=f"{record['loss']:.4f}", fps=f"{record['frames_per_s']:.0f}")
+        if cfg.val_every and step % cfg.val_every == 0 and n_val and step < cfg.steps:
+            model.eval()
+            val = evaluate_vae(model, data_dir, "val", cfg.val_frames, cfg.val_fraction)
+            model.train()
+            metrics.append({"step": step, **{f"val_{k}": v for k, v in val.items()}})
+            throughput.restart()
+        if step % cfg.checkpoint_every == 0:
+            run.save(step)
 
     model.train()
-    stop, saved_step = StopOnSigterm().install(), step
-    try:
-        while step < cfg.steps and not stop.requested(ctx):  # every rank stops after the same step
-            # RNG states at the start of the step: an interrupted step is redone with the same batch and noise.
-            rng_state = _rng_state(rng)
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(cfg, step)
-            x = frames_to_float(train_ds.sample_batch(rng, cfg.batch_size)["frames"]).to(dev)
-            if cfg.channels_last:
-                x = x.contiguous()
-            with autocast:
-                loss, parts = vae_loss(net, x, cfg, model.config)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # under DDP the gradients are averaged over the ranks here
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            opt.step()
-            step += 1
-            bar.update(1)
-            for k in parts:
-                sums[k] = sums.get(k, 0.0) + parts[k]
-            n_sum += 1
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                now = time.perf_counter()
-                means = ctx.mean({k: v / n_sum for k, v in sums.items()})  # over the ranks under DDP
-                record: dict[str, Any] = {
-                    "step": step,
-                    **means,
-                    "grad_norm": grad_norm,
-                    "lr": opt.param_groups[0]["lr"],
-                    "frames_per_s": n_sum * frames_per_step / (now - t_log),
-                    "elapsed_s": now - t0,
-                }
-                if ctx.distributed:  # frames_per_s is rank 0's
-                    record |= {
-                        "world_size": ctx.world_size,
-                        "global_batch": cfg.batch_size * ctx.world_size,
-                        "global_frames_per_s": record["frames_per_s"] * ctx.world_size,
-                    }
-                if ctx.is_main:
-                    _append_metrics(metrics_path, record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", fps=f"{record['frames_per_s']:.0f}")
-                sums, n_sum, t_log = dict.fromkeys(sums, 0.0), 0, now
-            if cfg.val_every and step % cfg.val_every == 0 and n_val and step < cfg.steps:
-                model.eval()
-                val = evaluate_vae(model, data_dir, "val", cfg.val_frames, cfg.val_fraction)
-                model.train()
-                _append_metrics(metrics_path, {"step": step, **{f"val_{k}": v for k, v in val.items()}})
-                t_log = time.perf_counter()
-            rng_state = _rng_state(rng)
-            if step % cfg.checkpoint_every == 0:
-                checkpoint(rng_state)
-                saved_step = step
-        if step < cfg.steps and stop.requested(ctx):  # SIGTERM: save as Ctrl-C does, on every rank
-            bar.close()
-            if saved_step != step:
-                checkpoint(_rng_state(rng))
-            raise report_stop(step, out, ctx)
-    except KeyboardInterrupt:
-        if not ctx.distributed:
-            _save_checkpoint(ckpt_path, model, opt, step, rng_state, cfg)
-        bar.close()
-        raise
-    finally:
-        stop.restore()
-    checkpoint(_rng_state(rng))
-    bar.close()
+    step = run.loop(step, cfg.steps, train_step, after_step)
+    run.save(step)
     wall = time.perf_counter() - t0
-    sync = sync_record(ctx, step, model.state_dict())
-    if sync is not None:
-        _append_metrics(metrics_path, sync)
-        if not sync["ranks_in_sync"]:
-            raise RuntimeError(f"DDP ranks hold different weights at step {step}: {sync['rank_digests']}")
-    if not ctx.is_main:
-        ctx.barrier()
-        return out / "vae.safetensors"
+    harness.check_sync(ctx, step, metrics, model.state_dict())
+    path = out / "vae.safetensors"
+    if ctx.is_main:
+        _finish(model, cfg, train_ds, data_dir, n_val, path, spec, {"step": step, "train_wall_s": wall}, metrics)
+    ctx.barrier()
+    return path
 
+
+def _finish(
+    model: GroupCausalVAE,
+    cfg: TrainVAEConfig,
+    train_ds: EpisodeWindows,
+    data_dir: str | os.PathLike,
+    n_val: int,
+    path: Path,
+    spec: GameSpec,
+    result: dict[str, Any],
+    metrics: harness.MetricsLog,
+) -> None:
+    """Rank 0, after training: measure the latent normalisation, evaluate, write `eval.json` and the weights
+    (`path`)."""
     # Latent normalisation measured on training data (rank 0's episodes) and stored as buffers in the file.
     model.eval()
     shift, scale = measure_latent_stats(model, train_ds, cfg.stats_frames, np.random.default_rng(cfg.seed + 1))
     model.latent_shift.copy_(shift)
     model.latent_scale.copy_(scale)
-    result = {"step": step, "train_wall_s": wall, "params": model.num_parameters()}
+    result = {**result, "params": model.num_parameters()}
     if n_val:
         final = evaluate_vae(model, data_dir, "val", cfg.eval_frames or None, cfg.val_fraction)
         result |= {f"val_{k}": v for k, v in final.items()}
-    _append_metrics(metrics_path, result)
-    (out / "eval.json").write_text(json.dumps(result, indent=1))
+    metrics.append(result)
+    atomic_write_text(path.with_name("eval.json"), json.dumps(result, indent=1))
     notes = {"train_config": cfg.to_dict(), "data": str(data_dir), **result}
-    path = save_vae(model, out / "vae.safetensors", spec=spec, notes=notes)
-    ctx.barrier()
-    return path
+    save_vae(model, path, spec=spec, notes=notes)

@@ -1,7 +1,8 @@
 """The world-model training run: DART batches, Adam + EDM2 schedule, power EMA, validation, resume.
 
 `train_world_model(latents_dir, out_dir, preset)` is what `oniris-env train world-model` calls. Side effects
-(files, threads, progress bar) live here; the math lives in `loss.py` and `oniris_env.world_model`.
+(files, threads, progress bar) live here; the math lives in `loss.py` and `oniris_env.world_model`; the loop,
+checkpoints, interruptions and metrics log are `training.harness`'s, as for the VAE.
 """
 
 from __future__ import annotations
@@ -22,19 +23,12 @@ from tqdm.auto import tqdm
 from oniris_env.config_io import config_changes
 from oniris_env.spec import GameSpec
 from oniris_env.world_model import WorldModel, WorldModelConfig, load_world_model, save_world_model
-from training.distributed import DistributedContext, sync_record
-from training.interrupt import StopOnSigterm, report_stop
-from training.world_model.checkpoint import (
-    CHECKPOINT_NAME,
-    TrainState,
-    load_checkpoint,
-    restore_rng,
-    rng_state,
-    save_checkpoint,
-)
+from training import harness
+from training.distributed import DistributedContext
+from training.world_model.checkpoint import CHECKPOINT_NAME, TrainState, load_checkpoint, save_checkpoint
 from training.world_model.config import TrainWorldModelConfig
 from training.world_model.ema import PowerFunctionEMA
-from training.world_model.loss import DartBatch, DartObjective, LossUncertainty, dart_losses
+from training.world_model.loss import DartBatch, DartLosses, DartObjective, LossUncertainty, dart_losses
 
 WEIGHTS_NAME = "world_model.safetensors"
 METRICS_NAME = "metrics.jsonl"
@@ -112,14 +106,6 @@ def validate(
     return totals
 
 
-def _rewrite_metrics(path: Path, up_to_step: int) -> None:
-    """On resume, drop records logged after the checkpoint (they will be logged again)."""
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= up_to_step]
-    path.write_text("".join(line + "\n" for line in kept))
-
-
 def train_world_model(
     latents_dir: Path | str | None,
     out_dir: Path | str,
@@ -159,8 +145,16 @@ def train_world_model(
     """
     ctx = DistributedContext.from_env(device)
     try:
+        data = (latents_dir, train_data, val_data)
         return _train(
-            ctx, latents_dir, out_dir, preset, resume, config, train_data, val_data, progress, stop_after, compile_model
+            ctx,
+            config or TrainWorldModelConfig.preset(preset),
+            data,
+            Path(out_dir),
+            resume,
+            progress,
+            stop_after,
+            compile_model,
         )
     finally:
         ctx.destroy()
@@ -197,94 +191,100 @@ def _check_resumable(cfg: TrainWorldModelConfig, saved: dict[str, Any], out: Pat
         )
 
 
-def _restore_noise(generator: torch.Generator, state: Tensor, seed: int) -> None:
-    """Load a saved noise-generator state; a state from another device type (CPU <-> CUDA checkpoints) cannot
-    be loaded, so the stream restarts from `seed` (the run continues, not bit-exactly)."""
-    try:
-        generator.set_state(state)
-    except RuntimeError:
-        warnings.warn("noise RNG state saved on another device type: restarting the noise stream", stacklevel=3)
-        generator.manual_seed(seed)
-
-
-def _train(
-    ctx: DistributedContext,
-    latents_dir: Path | str | None,
-    out_dir: Path | str,
-    preset: str,
-    resume: bool,
-    config: TrainWorldModelConfig | None,
-    train_data: BatchSource | None,
-    val_data: BatchSource | None,
-    progress: bool,
-    stop_after: int | None,
-    compile_model: bool | None,
-) -> Path:
-    cfg = config or TrainWorldModelConfig.preset(preset)
-    out = Path(out_dir)
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    ctx.barrier()
-    state = load_checkpoint(out) if resume else None
-    if len(set(ctx.all_gather(-1 if state is None else state.step))) > 1:
-        raise ValueError(f"the ranks see different checkpoints in {out}: put --out on a filesystem all nodes share")
-    if state is not None:
-        _check_resumable(cfg, state.train_config, out)
-        cfg = TrainWorldModelConfig(
-            **{
-                **state.train_config,
-                "adam_betas": tuple(state.train_config["adam_betas"]),
-                "steps": max(cfg.steps, state.train_config["steps"]),
-                "num_threads": cfg.num_threads,
-            }
-        )
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    if train_data is None:
-        from training.dataset import EpisodeWindows
-
-        train_data = EpisodeWindows(
-            latents_dir,
-            cfg.clip_frames,
-            split="train",
-            key="latents",
-            progress=progress and ctx.is_main,
-            shard=ctx.shard,
-        )
-        val_data = EpisodeWindows(latents_dir, cfg.clip_frames, split="val", key="latents") if ctx.is_main else None
-    elif not ctx.is_main:
-        val_data = None
-    dev = torch.device(ctx.device)
-
-    # Rank 0 keeps the configured seed (one process is unchanged); other ranks get their own streams.
-    data_rng = np.random.default_rng(ctx.rank_seed(cfg.seed))
-    noise_rng = torch.Generator(device=dev).manual_seed(ctx.rank_seed(cfg.seed))
+def _resumed_config(cfg: TrainWorldModelConfig, state: TrainState | None, out: Path) -> TrainWorldModelConfig:
+    """`cfg`, or for a resumed run the saved config with `cfg`'s `RESUME_MAY_CHANGE` settings (and more steps)."""
     if state is None:
-        model_cfg, spec = None, train_data.spec
-        if cfg.init_from:
-            model_cfg = _init_config(cfg.init_from, train_data) if ctx.is_main else None
-        elif ctx.is_main:  # sigma_data is measured once, on rank 0's episodes, and shared
-            probe = train_data.sample_batch(np.random.default_rng(cfg.seed + 1), 1)
-            model_cfg = model_config_for(train_data, cfg, probe)
-        shared: dict[str, Any] | None = ctx.broadcast(model_cfg.to_dict() if model_cfg else None)
-        assert shared is not None  # rank 0 always measures it
-        model_cfg = WorldModelConfig.from_dict(shared)
-        if cfg.window is not None:  # fresh or init_from alike: no weight depends on the window
-            model_cfg = replace(model_cfg, window=cfg.window)
-    else:
-        model_cfg = WorldModelConfig.from_dict(state.model_config)
-        spec = GameSpec.from_dict(state.spec)
-        spec.check_matches(train_data.spec, f"latent dataset {latents_dir}")
+        return cfg
+    _check_resumable(cfg, state.train_config, out)
+    return TrainWorldModelConfig(
+        **{
+            **state.train_config,
+            "adam_betas": tuple(state.train_config["adam_betas"]),
+            "steps": max(cfg.steps, state.train_config["steps"]),
+            "num_threads": cfg.num_threads,
+        }
+    )
 
+
+def _datasets(
+    ctx: DistributedContext,
+    cfg: TrainWorldModelConfig,
+    data: tuple[Path | str | None, BatchSource | None, BatchSource | None],
+    progress: bool,
+) -> tuple[BatchSource, BatchSource | None]:
+    """This rank's training shard and (on rank 0 only) the validation split: the given ones, or `EpisodeWindows`
+    of the latents folder."""
+    latents_dir, train_data, val_data = data
+    if train_data is not None:
+        return train_data, val_data if ctx.is_main else None
+    from training.dataset import EpisodeWindows
+
+    train_data = EpisodeWindows(
+        latents_dir, cfg.clip_frames, split="train", key="latents", progress=progress and ctx.is_main, shard=ctx.shard
+    )
+    val_data = EpisodeWindows(latents_dir, cfg.clip_frames, split="val", key="latents") if ctx.is_main else None
+    return train_data, val_data
+
+
+def _model_config(
+    ctx: DistributedContext, cfg: TrainWorldModelConfig, state: TrainState | None, data: BatchSource, source: str
+) -> tuple[WorldModelConfig, GameSpec]:
+    """The architecture and game spec of the run: the checkpoint's, or (fresh run) fitted to the data on rank 0
+    and shared with every rank."""
+    if state is not None:
+        spec = GameSpec.from_dict(state.spec)
+        spec.check_matches(data.spec, f"latent dataset {source}")
+        return WorldModelConfig.from_dict(state.model_config), spec
+    model_cfg = None
+    if cfg.init_from:
+        model_cfg = _init_config(cfg.init_from, data) if ctx.is_main else None
+    elif ctx.is_main:  # sigma_data is measured once, on rank 0's episodes, and shared
+        probe = data.sample_batch(np.random.default_rng(cfg.seed + 1), 1)
+        model_cfg = model_config_for(data, cfg, probe)
+    shared: dict[str, Any] | None = ctx.broadcast(model_cfg.to_dict() if model_cfg else None)
+    assert shared is not None  # rank 0 always measures it
+    model_cfg = WorldModelConfig.from_dict(shared)
+    if cfg.window is not None:  # fresh or init_from alike: no weight depends on the window
+        model_cfg = replace(model_cfg, window=cfg.window)
+    return model_cfg, data.spec
+
+
+def _validation_batches(val_data: BatchSource | None, cfg: TrainWorldModelConfig, dev: torch.device) -> list[DartBatch]:
+    """Fixed held-out batches (the same at every validation); none without validation data."""
+    if val_data is None:
+        return []
+    val_rng = np.random.default_rng(cfg.seed + 12345)
+    try:
+        return [
+            DartBatch.from_numpy(val_data.sample_batch(val_rng, cfg.batch_size), dev) for _ in range(cfg.val_batches)
+        ]
+    except ValueError as e:
+        warnings.warn(f"no validation: {e}", stacklevel=3)
+        return []
+
+
+def _with_precision(
+    ctx: DistributedContext, cfg: TrainWorldModelConfig, model_cfg: WorldModelConfig, dev: torch.device
+) -> TrainWorldModelConfig:
+    """`cfg` with `bf16` decided (always on CUDA; on CPU rank 0 measures and every rank uses its answer); warns
+    when the clips are too short for the attention window."""
     if cfg.clip_frames <= model_cfg.window and ctx.is_main:
         warnings.warn(
             f"clip_frames {cfg.clip_frames} <= window {model_cfg.window}: training never shows the model a full "
             "attention window, which inference uses at every step after the first W frames",
-            stacklevel=2,
+            stacklevel=3,
         )
-    if cfg.bf16 is None:  # bf16 always wins on CUDA; on CPU rank 0 measures and every rank uses its answer
-        bf16 = True if dev.type == "cuda" else (bf16_is_faster(model_cfg.width) if ctx.is_main else None)
-        cfg = replace(cfg, bf16=ctx.broadcast(bf16))
+    if cfg.bf16 is not None:
+        return cfg
+    bf16 = True if dev.type == "cuda" else (bf16_is_faster(model_cfg.width) if ctx.is_main else None)
+    return replace(cfg, bf16=ctx.broadcast(bf16))
+
+
+def _build(
+    cfg: TrainWorldModelConfig, model_cfg: WorldModelConfig, spec: GameSpec, dev: torch.device, state: TrainState | None
+) -> tuple[WorldModel, LossUncertainty, DartObjective, torch.optim.Adam, PowerFunctionEMA]:
+    """The model (seeded with `cfg.seed`, or `init_from`'s weights), loss uncertainty, objective, optimiser and EMA
+    on `dev`, loaded from the checkpoint `state` when there is one."""
     torch.manual_seed(cfg.seed)
     model = WorldModel(model_cfg)
     if state is None and cfg.init_from:  # every rank loads the same file: identical starting weights
@@ -292,158 +292,118 @@ def _train(
     model = model.to(dev)
     uncertainty = LossUncertainty().to(dev)
     objective = DartObjective(model, uncertainty, cfg)
-    params = list(objective.parameters())  # model's, then the uncertainty's (the checkpoint's optimiser layout)
-    optimizer = torch.optim.Adam(params, lr=cfg.lr_ref, betas=cfg.adam_betas)
+    optimizer = torch.optim.Adam(list(objective.parameters()), lr=cfg.lr_ref, betas=cfg.adam_betas)
     ema = PowerFunctionEMA(model, cfg.ema_std)
-    step = 0
     if state is not None:
         model.load_state_dict(state.model)
         uncertainty.load_state_dict(state.uncertainty)
         optimizer.load_state_dict(state.optimizer)
         ema.load_state_dict(state.ema)
-        step = state.step
-        if state.rank_rngs is not None and len(state.rank_rngs) == ctx.world_size:  # same world size: exact
-            own = state.rank_rngs[ctx.rank]
-            _restore_noise(noise_rng, own["noise_rng"], ctx.rank_seed(cfg.seed) + step)
-            data_rng = restore_rng(own["data_rng"])
-        elif ctx.is_main:  # rank 0 (and one process) continues the saved streams
-            _restore_noise(noise_rng, state.noise_rng, cfg.seed + step)
-            data_rng = restore_rng(state.data_rng)
-        else:  # another world size: the other ranks start fresh streams, distinct per rank and per step
-            noise_rng.manual_seed(ctx.rank_seed(cfg.seed) + step)
-            data_rng = np.random.default_rng([ctx.rank_seed(cfg.seed), step])
+    return model, uncertainty, objective, optimizer, ema
+
+
+LOGGED_LOSSES = ("denoise_raw", "denoise_normalised", "reward", "term", "reward_mae")
+
+
+def _train(
+    ctx: DistributedContext,
+    cfg: TrainWorldModelConfig,
+    data: tuple[Path | str | None, BatchSource | None, BatchSource | None],
+    out: Path,
+    resume: bool,
+    progress: bool,
+    stop_after: int | None,
+    compile_model: bool | None,
+) -> Path:
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    ctx.barrier()
+    state = load_checkpoint(out) if resume else None
+    harness.check_same_checkpoint(ctx, None if state is None else state.step, out)
+    cfg = _resumed_config(cfg, state, out)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    train_data, val_data = _datasets(ctx, cfg, data, progress)
+    dev = torch.device(ctx.device)
+    # Rank 0 keeps the configured seed (one process is unchanged); other ranks get their own streams.
+    seed = ctx.rank_seed(cfg.seed)
+    streams = harness.RandomStreams(np.random.default_rng(seed), torch.Generator(device=dev).manual_seed(seed))
+    model_cfg, spec = _model_config(ctx, cfg, state, train_data, str(data[0]))
+    cfg = _with_precision(ctx, cfg, model_cfg, dev)
+    model, uncertainty, objective, optimizer, ema = _build(cfg, model_cfg, spec, dev, state)
+    params = list(objective.parameters())  # model's, then the uncertainty's (the checkpoint's optimiser layout)
+    step = 0 if state is None else state.step
+    if state is not None:
+        streams.restore(ctx, seed, step, state.streams, state.rank_rngs)
     compiled = dev.type == "cuda" if compile_model is None else compile_model
     if compiled:
         model.compile()  # in place: the state_dict keys stay those of the plain model
     backend = "flex" if compiled and dev.type == "cuda" else "fast"  # FlexAttention only compiled, on CUDA
     net = ctx.wrap(objective)
-    metrics_path = out / METRICS_NAME
-    if ctx.is_main and state is not None:
-        _rewrite_metrics(metrics_path, step)
-    elif ctx.is_main:
-        metrics_path.unlink(missing_ok=True)
-
-    val_batches: list[DartBatch] = []
-    if val_data is not None:
-        try:
-            val_rng = np.random.default_rng(cfg.seed + 12345)
-            val_batches = [
-                DartBatch.from_numpy(val_data.sample_batch(val_rng, cfg.batch_size), dev)
-                for _ in range(cfg.val_batches)
-            ]
-        except ValueError as e:
-            warnings.warn(f"no validation: {e}", stacklevel=2)
+    metrics = harness.MetricsLog(out / METRICS_NAME, ctx)
+    metrics.start(None if state is None else step)
+    val_batches = _validation_batches(val_data, cfg, dev)
     ema_model = WorldModel(model_cfg).to(dev).eval() if ctx.is_main else None
 
-    def checkpoint(val: dict[str, float] | None) -> None:
-        """Collective: rank 0 writes the EMA weights and the resume state (with every rank's RNG streams)."""
-        ranks = None
-        if ctx.distributed:
-            ranks = ctx.all_gather({"data_rng": rng_state(data_rng), "noise_rng": noise_rng.get_state()})
-        if ema_model is not None:
-            ema.copy_to(ema_model)
-            extra = {"step": step, "train_config": cfg.to_dict(), **({"val": val} if val else {})}
-            save_world_model(ema_model, out / WEIGHTS_NAME, spec, extra)
-            save_checkpoint(
-                TrainState(
-                    step,
-                    model.state_dict(),
-                    ema.state_dict(),
-                    uncertainty.state_dict(),
-                    optimizer.state_dict(),
-                    noise_rng.get_state(),
-                    rng_state(data_rng),
-                    model_cfg.to_dict(),
-                    cfg.to_dict(),
-                    spec.to_dict(),
-                    ranks,
-                ),
-                out,
-            )
-        ctx.barrier()
-
-    def log(record: dict[str, Any]) -> None:
-        if ctx.is_main:
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+    def write(
+        step: int, main: harness.StreamState, ranks: list[harness.StreamState] | None, val: dict[str, float] | None
+    ) -> None:
+        """Rank 0: the EMA weights, then the resume state (with every rank's random streams)."""
+        assert ema_model is not None
+        ema.copy_to(ema_model)
+        extra = {"step": step, "train_config": cfg.to_dict(), **({"val": val} if val else {})}
+        save_world_model(ema_model, out / WEIGHTS_NAME, spec, extra)
+        model_state, ema_state, uncertainty_state = model.state_dict(), ema.state_dict(), uncertainty.state_dict()
+        train_state = TrainState(
+            step, model_state, ema_state, uncertainty_state, optimizer.state_dict(), main,
+            model_cfg.to_dict(), cfg.to_dict(), spec.to_dict(), ranks,
+        )  # fmt: skip
+        save_checkpoint(train_state, out)
 
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     bar = tqdm(total=cfg.steps, initial=step, desc="world model", unit="step", disable=not (progress and ctx.is_main))
-    window_start, window_frames = time.perf_counter(), 0
+    run, throughput = harness.TrainingRun(ctx, out, streams, write, bar), harness.Throughput()
+
+    def train_step(step: int) -> tuple[DartLosses, Tensor, float]:
+        """One optimizer step and EMA update; returns the losses, the gradient norm and the learning rate."""
+        clips = train_data.sample_batch(streams.data, cfg.batch_size, cfg.start_clip_fraction, cfg.end_clip_fraction)
+        batch = DartBatch.from_numpy(clips, dev)
+        lr = learning_rate(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        losses = net(batch, streams.noise, autocast=cfg.bf16, backend=backend)  # DDP averages the gradients
+        optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0 else torch.nan
+        if not torch.isfinite(losses.total):
+            raise FloatingPointError(f"non-finite loss at step {step} on rank {ctx.rank}: {losses}")
+        optimizer.step()
+        ema.update(model, step + 1)
+        throughput.add(batch.latents.shape[0] * batch.latents.shape[1])
+        return losses, grad_norm, lr
+
+    def after_step(step: int, result: tuple[DartLosses, Tensor, float]) -> None:
+        """Log, validate and save as configured, after `step` finished steps."""
+        losses, grad_norm, lr = result
+        if step % cfg.log_every == 0 or step == end:
+            values = {"loss": float(losses.total.detach()), **{k: float(getattr(losses, k)) for k in LOGGED_LOSSES}}
+            record = {"step": step, "split": "train", "lr": lr, **ctx.mean(values), "grad_norm": float(grad_norm)}
+            record["frames_per_s"] = throughput.take()
+            metrics.append(record | harness.ddp_fields(ctx, cfg.batch_size, record["frames_per_s"]))
+            bar.set_postfix(loss=f"{record['loss']:.3f}", fps=f"{record['frames_per_s']:.0f}")
+        if step % cfg.val_every == 0 or step == end:
+            val = None
+            if val_batches and ema_model is not None:
+                ema.copy_to(ema_model)
+                val = validate(ema_model, uncertainty, val_batches, cfg)
+                metrics.append({"step": step, "split": "val", **val})
+            run.save(step, val)
+
     model.train()
-    step_rngs = (rng_state(data_rng), noise_rng.get_state())  # the streams at the start of the next step
-    stop, saved_step = StopOnSigterm().install(), step
-    try:
-        while step < end and not stop.requested(ctx):  # every rank stops after the same step
-            clips = train_data.sample_batch(data_rng, cfg.batch_size, cfg.start_clip_fraction, cfg.end_clip_fraction)
-            batch = DartBatch.from_numpy(clips, dev)
-            lr = learning_rate(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            losses = net(batch, noise_rng, autocast=cfg.bf16, backend=backend)  # DDP averages the gradients
-            optimizer.zero_grad(set_to_none=True)
-            losses.total.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0 else torch.nan
-            if not torch.isfinite(losses.total):
-                raise FloatingPointError(f"non-finite loss at step {step} on rank {ctx.rank}: {losses}")
-            optimizer.step()
-            step += 1
-            ema.update(model, step)
-            step_rngs = (rng_state(data_rng), noise_rng.get_state())
-            window_frames += batch.latents.shape[0] * batch.latents.shape[1]
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == end:
-                elapsed = time.perf_counter() - window_start
-                names = ("denoise_raw", "denoise_normalised", "reward", "term", "reward_mae")
-                values = {"loss": float(losses.total.detach()), **{k: float(getattr(losses, k)) for k in names}}
-                values = ctx.mean(values)
-                record: dict[str, Any] = {
-                    "step": step,
-                    "split": "train",
-                    "lr": lr,
-                    **values,
-                    "grad_norm": float(grad_norm),
-                    "frames_per_s": window_frames / max(elapsed, 1e-9),
-                }
-                if ctx.distributed:  # losses are means over the ranks; frames_per_s is rank 0's
-                    record |= {
-                        "world_size": ctx.world_size,
-                        "global_batch": cfg.batch_size * ctx.world_size,
-                        "global_frames_per_s": record["frames_per_s"] * ctx.world_size,
-                    }
-                log(record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", fps=f"{record['frames_per_s']:.0f}")
-                window_start, window_frames = time.perf_counter(), 0
-            if step % cfg.val_every == 0 or step == end:
-                val = None
-                if val_batches and ema_model is not None:
-                    ema.copy_to(ema_model)
-                    val = validate(ema_model, uncertainty, val_batches, cfg)
-                    log({"step": step, "split": "val", **val})
-                checkpoint(val)
-                saved_step = step
-        if step < end and stop.requested(ctx):  # SIGTERM: save as Ctrl-C does, on every rank
-            bar.close()
-            if saved_step != step:
-                checkpoint(None)
-            raise report_stop(step, out, ctx)
-    except KeyboardInterrupt:
-        bar.close()
-        if not ctx.distributed:  # under DDP a rank may already be gone: resume from the last periodic checkpoint
-            data_rng = restore_rng(step_rngs[0])  # the interrupted step is redone with the same batch and noise
-            noise_rng.set_state(step_rngs[1])
-            checkpoint(None)
-        raise
-    finally:
-        stop.restore()
-    bar.close()
+    step = run.loop(step, end, train_step, after_step)
     if ctx.broadcast(step >= cfg.steps and not (out / WEIGHTS_NAME).is_file()):
-        checkpoint(None)
-    sync = sync_record(ctx, step, model.state_dict(), ema.state_dict(), uncertainty.state_dict())
-    if sync is not None:
-        log({**sync, "split": "sync"})
-        if not sync["ranks_in_sync"]:
-            raise RuntimeError(f"DDP ranks hold different weights at step {step}: {sync['rank_digests']}")
+        run.save(step)
+    harness.check_sync(ctx, step, metrics, model.state_dict(), ema.state_dict(), uncertainty.state_dict(), split="sync")
     ctx.barrier()
     return out / WEIGHTS_NAME
 
