@@ -38,6 +38,11 @@ from agents.config import AGENT_PRESETS, EVALUATION_SEED, AgentConfig
 from training.evaluate.config import EvalConfig
 from training.world_model.config import TrainWorldModelConfig
 
+#: Model-free PPO on the real game's true state (the `real-state` agent preset, docs/RESULTS.md "Agents"): training
+#: return (sampled actions, SB3's episode buffer) after this many real steps, for the loop's plot.
+MODEL_FREE_CURVE = ((98_304, -86.0), (196_608, -3.0), (294_912, 59.0), (491_520, 158.0))
+SOLVED = 200.0
+
 CONFIG_FILE = "loop.json"
 ROW_FILE = "row.json"
 #: Seed offsets of the loop's collections: iteration i's agent flights use `seed + FLIGHT_SEED_OFFSET + i`.
@@ -398,6 +403,24 @@ def _write_table(out: Path, rows: list[dict[str, Any]]) -> None:
         )
     atomic_write_text(out / "loop.md", "\n".join(lines) + "\n")
     atomic_write_text(out / "rows.json", json.dumps(rows, indent=1) + "\n")
+    plot_rows(out / "return_vs_real_steps.png", rows)
+
+
+def plot_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Real return against real steps used: the loop's agent (greedy, 100 evaluation episodes) per iteration, next
+    to model-free PPO's learning curve on the true state (`MODEL_FREE_CURVE`) and the 'solved' line."""
+    from training.evaluate.plots import PALETTE, Series, line_chart
+
+    steps = [r["real_steps_used"] for r in rows]
+    xs = steps + [x for x, _ in MODEL_FREE_CURVE]
+    series = [
+        Series("dream-trained agent (loop iterations)", steps, [r["real"]["mean_return"] for r in rows], PALETTE[0]),
+        Series("model-free PPO, true state (training return)", [x for x, _ in MODEL_FREE_CURVE],
+               [y for _, y in MODEL_FREE_CURVE], PALETTE[1]),
+        Series("solved (200)", [min(xs), max(xs)], [SOLVED, SOLVED], PALETTE[2], dashed=True),
+    ]
+    return line_chart(path, series, "Real return against real environment steps", "real env steps used",
+                      "mean real return")
 
 
 def _f(value: float | None, digits: int = 2) -> str:

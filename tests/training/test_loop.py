@@ -58,6 +58,7 @@ def test_one_iteration_builds_every_stage(loop_run: tuple[Path, Path, str]) -> N
     assert rows[1]["real_steps_used"] == base_steps + sum(e["length"] for e in flights) + selection
     assert rows[1]["real"]["episodes"] == 2 and "model" in rows[1] and rows[1]["model"]["targets"] > 0
     assert (run / "loop.md").read_text().count("\n| ") == 2  # two rows under the header
+    assert (run / "return_vs_real_steps.png").stat().st_size > 1000
 
 
 def test_a_second_run_skips_every_stage(loop_run: tuple[Path, Path, str]) -> None:
