@@ -166,11 +166,11 @@ def merge(
     typer.echo(f"{len(manifest['episodes'])} episodes in {out} (from {len(data)} folders)")
 
 
-def _make_dream(weights: Path | None, device: str, denoise_steps: int | None) -> Any:
+def _make_dream(weights: Path | None, device: str, denoise_steps: int | None, compile: bool = False) -> Any:
     """The dream env, or exit 2 with the reason (missing weights say which path and how to make them)."""
     import gymnasium as gym
 
-    kwargs: dict[str, Any] = {"device": device}
+    kwargs: dict[str, Any] = {"device": device, "compile": compile}
     if weights is not None:
         kwargs["weights"] = weights
     if denoise_steps is not None:
@@ -222,6 +222,9 @@ def play(
     agent: Annotated[
         str | None, typer.Option(help="Let an agent fly instead of the keyboard: shipped | PATH (agent folder).")
     ] = None,
+    compile: Annotated[bool, typer.Option(
+        help="torch.compile the dream's step: ~1.4x faster steps (p50 24 -> 17 ms on 2 cores) after a first-steps "
+             "stall of ~45 s (~6 s once torch's compile cache holds it).")] = False,
 ) -> None:
     """Fly the lander with the keyboard: Up/W/Space main engine, Left/A and Right/D side engines (main > left >
     right when several are held), R reset, P pause, Esc/Q quit."""
@@ -248,7 +251,7 @@ def play(
     if real:
         panels = Panels([gym.make("OnirisLunarLanderReal-v0")], ["real"])
     else:
-        dream = _make_dream(weights, device, denoise_steps)
+        dream = _make_dream(weights, device, denoise_steps, compile)
         sampler = dream.unwrapped.simulator.sampler
         info = f"denoise {sampler.num_steps} {sampler.method} steps"
         if side_by_side:
