@@ -11,7 +11,8 @@ from gymnasium import spaces
 
 from oniris_env.dream_config import OBS_MODES, DreamConfig
 from oniris_env.real_env import PHYSICS_FPS
-from oniris_env.sampler import DEFAULT_SAMPLER
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
+from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD
 from oniris_env.spec import DEFAULT_SPEC
 
 
@@ -141,7 +142,8 @@ class OnirisLunarLanderDream(gym.Env):
     - `obs_mode`: 'pixels' or 'latent'. `render_mode`: None, 'rgb_array' or 'human' (a pygame window).
     - `device`: 'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.
     - `sampler`: an `oniris_env.sampler.SamplerConfig` (default: 3 Euler steps from sigma 5 to 2e-3, rho 7).
-    - `termination_threshold` (default 0.5); `max_episode_steps` (default None: left to `TimeLimit`).
+    - `termination_threshold` (default `oniris_env.simulator.DEFAULT_TERMINATION_THRESHOLD` = 0.5);
+      `max_episode_steps` (default None: left to `TimeLimit`).
 
     ## Differences from LunarLander-v3
     Pixel (or latent) observations; action repeat 2; the dynamics, reward and termination are a learned model's
@@ -160,8 +162,8 @@ class OnirisLunarLanderDream(gym.Env):
         obs_mode: str = "pixels",
         render_mode: str | None = None,
         device: str = "auto",
-        sampler: Any = None,
-        termination_threshold: float = 0.5,
+        sampler: SamplerConfig | None = None,
+        termination_threshold: float = DEFAULT_TERMINATION_THRESHOLD,
         max_episode_steps: int | None = None,
         compile: bool = False,
     ) -> None:

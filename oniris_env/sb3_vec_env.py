@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from oniris_env.dream_config import DreamConfig
-from oniris_env.sampler import DEFAULT_SAMPLER
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
+from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD
 from oniris_env.spec import DEFAULT_SPEC
 from oniris_env.vector import DreamEpisodes
 
@@ -49,8 +50,8 @@ class OnirisSB3VecEnv(VecEnv):
         obs_mode: str = "pixels",
         render_mode: str | None = None,
         device: str = "auto",
-        sampler: Any = None,
-        termination_threshold: float = 0.5,
+        sampler: SamplerConfig | None = None,
+        termination_threshold: float = DEFAULT_TERMINATION_THRESHOLD,
         lost_lander_reward: float | None = None,
         compile: bool = False,
     ) -> None:

@@ -24,7 +24,8 @@ from gymnasium.vector.utils import batch_space
 from oniris_env.dream_config import DreamConfig
 from oniris_env.dream_env import context_arrays, open_dreams
 from oniris_env.real_env import PHYSICS_FPS
-from oniris_env.sampler import DEFAULT_SAMPLER
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
+from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD
 from oniris_env.spec import DEFAULT_SPEC
 
 
@@ -191,8 +192,8 @@ class OnirisLunarLanderVector(gym.vector.VectorEnv):
         obs_mode: str = "pixels",
         render_mode: str | None = None,
         device: str = "auto",
-        sampler: Any = None,
-        termination_threshold: float = 0.5,
+        sampler: SamplerConfig | None = None,
+        termination_threshold: float = DEFAULT_TERMINATION_THRESHOLD,
         compile: bool = False,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
