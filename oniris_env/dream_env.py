@@ -8,11 +8,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from torch import Tensor
 
 from oniris_env.dream_config import OBS_MODES, DreamConfig
 from oniris_env.real_env import PHYSICS_FPS
 from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
-from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD
+from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD, latents_to_numpy
 from oniris_env.spec import DEFAULT_SPEC
 
 
@@ -178,10 +179,8 @@ class OnirisLunarLanderDream(gym.Env):
         self._viewer: Any = None
         self._closed = False
 
-    def _observation(self, frame: np.ndarray, latent: Any) -> np.ndarray:
-        if self.obs_mode == "pixels":
-            return frame
-        return latent.float().cpu().numpy().copy()
+    def _observation(self, frame: np.ndarray, latent: Tensor) -> np.ndarray:
+        return frame if self.obs_mode == "pixels" else latents_to_numpy(latent)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -203,12 +202,14 @@ class OnirisLunarLanderDream(gym.Env):
             raise RuntimeError("step() called after close(): make a new env")
         if self._elapsed is None:
             raise RuntimeError("step() called before reset(): call env.reset() first")
-        if isinstance(action, bool | np.bool_) or not self.action_space.contains(action):  # True is no action 1
+        # the env's own contract is a scalar (the simulator then checks the batch of one it is given): a bool is
+        # refused, not read as action 1
+        if isinstance(action, bool | np.bool_) or not self.action_space.contains(action):
             raise ValueError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
         out = self.simulator.step(np.array([int(action)], dtype=np.int64))
         self._elapsed += 1
         truncated = self.max_episode_steps is not None and self._elapsed >= self.max_episode_steps
-        latent = out.latents[0].float().cpu().numpy().copy()
+        latent = latents_to_numpy(out.latents[0])
         info: dict[str, Any] = {}
         if self.obs_mode == "pixels":
             obs, info["latent"] = out.frames[0], latent
