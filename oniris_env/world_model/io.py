@@ -28,11 +28,12 @@ __all__ = ["SHIPPED_WEIGHTS", "SpecMismatchError", "load_world_model", "read_met
 
 
 def save_world_model(
-    model: WorldModel, path: Path | str, spec: GameSpec, extra: dict[str, Any] | None = None
+    model: WorldModel, path: Path | str, spec: GameSpec, notes: dict[str, Any] | None = None
 ) -> Path:
     """Write `model`'s weights and config to `path` atomically (temp file, then rename).
 
-    `extra`: JSON-serialisable facts to keep with the weights (e.g. training step, validation loss).
+    `notes`: JSON-serialisable facts to keep with the weights (e.g. training step, validation loss), under the
+    metadata key `notes` as in VAE checkpoints and agents.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,14 +43,17 @@ def save_world_model(
         "config": json.dumps(cfg.to_dict()),
         "spec": json.dumps(spec.to_dict()),
         "latent_shape": json.dumps(list(cfg.latent_shape)),
-        "extra": json.dumps(extra or {}),
+        "notes": json.dumps(notes or {}),
     }
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
     return atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))  # mode from the umask, not 0600
 
 
 def read_metadata(path: Path | str) -> dict[str, Any]:
-    """Decoded metadata of a weights file: config, spec, latent_shape, extra. Raises ValueError naming the file."""
+    """Decoded metadata of a weights file: config, spec, latent_shape, notes. Raises ValueError naming the file.
+
+    Files written before the key was named `notes` (the shipped weights among them) keep it as `extra`: it is read
+    from there and returned as `notes`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"world-model weights not found: {path}")
@@ -64,7 +68,7 @@ def read_metadata(path: Path | str) -> dict[str, Any]:
             "config": WorldModelConfig.from_dict(json.loads(raw["config"])),
             "spec": GameSpec.from_dict(json.loads(raw["spec"])),
             "latent_shape": tuple(json.loads(raw["latent_shape"])),
-            "extra": json.loads(raw.get("extra", "{}")),
+            "notes": json.loads(raw.get("notes", raw.get("extra", "{}"))),
         }
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
         raise ValueError(f"{path} is not a valid world-model weights file: {e}") from e
