@@ -15,16 +15,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from oniris_env.bundle import WORLD_MODEL_FILE, shipped_weights_dir
 from oniris_env.checksums import verify_checksum
 from oniris_env.config_io import atomic_write_bytes
 from oniris_env.spec import DEFAULT_SPEC, GameSpec, SpecMismatchError
 from oniris_env.world_model.config import WorldModelConfig
 from oniris_env.world_model.model import WorldModel
 
-FORMAT = "oniris-env/world_model/1"  # the same tag as oniris_env.bundle.WORLD_MODEL_FORMAT
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "world_model.safetensors"
+FORMAT = "oniris-env/world_model/1"
 
-__all__ = ["SHIPPED_WEIGHTS", "SpecMismatchError", "load_world_model", "read_metadata", "save_world_model"]
+__all__ = ["SpecMismatchError", "load_world_model", "read_metadata", "save_world_model"]
 
 
 def save_world_model(
@@ -85,7 +85,7 @@ def load_world_model(
     (pass `spec=None` to skip the check), `FileNotFoundError` when missing, `ValueError` naming the file when
     it is corrupt, not world-model weights, or differs from the sha256 recorded beside it (`oniris_env.checksums`).
     """
-    path = SHIPPED_WEIGHTS if path is None else Path(path)
+    path = shipped_weights_dir() / WORLD_MODEL_FILE if path is None else Path(path)
     meta = read_metadata(path)
     verify_checksum(path)
     if spec is not None:
