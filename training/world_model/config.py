@@ -147,10 +147,10 @@ class TrainWorldModelConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TrainWorldModelConfig:
-        if name not in PRESETS:
-            raise ValueError(f"unknown training preset {name!r}; choose one of {', '.join(PRESETS)}")
+        if name not in TRAIN_WORLD_MODEL_PRESETS:
+            raise ValueError(f"unknown training preset {name!r}; choose one of {', '.join(TRAIN_WORLD_MODEL_PRESETS)}")
         return getattr(cls, name)(**overrides)
 
 
-PRESETS = ("tiny", "default", "large")
+TRAIN_WORLD_MODEL_PRESETS = ("tiny", "default", "large")
 """Names accepted by `TrainWorldModelConfig.preset` (and `oniris-env train world-model --preset`)."""
