@@ -141,7 +141,7 @@ def train_world_model(
         stop_after: stop (with a checkpoint) after this many steps in this call, as an interruption would.
         device: 'cpu' | 'cuda' | 'auto' (under torchrun on CUDA, rank r uses `cuda:{LOCAL_RANK}`).
         compile_model: `torch.compile` the world model (FlexAttention then runs compiled); None = on CUDA only
-            (on CPU compiling measured ~6% faster for 77-94 s of compile time, DESIGN.md).
+            (on CPU, an early design measurement found compiling ~6% faster for 77-94 s of compile time).
     """
     ctx = DistributedContext.from_env(device)
     try:
