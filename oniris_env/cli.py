@@ -1,7 +1,11 @@
-"""The `oniris-env` command line (Typer). The only module that wires oniris_env, training and agents.
+"""The `oniris-env` command line (Typer): the root app and its data, dream and inspection commands.
 
-Every heavy import (torch, Box2D, the training code) happens inside a command body, so `oniris-env --help`
-stays fast and never imports torch. Bad arguments exit with code 2 and a one-line reason.
+This module holds `collect`, `encode`, `merge`, `play`, `dream`, `info` and `check`, and mounts the rest:
+`train ...` (`oniris_env.cli_train`), `agent ...` (`oniris_env.cli_agent`) and `evaluate`
+(`oniris_env.cli_evaluate`), with the argument checks they share in `oniris_env.cli_common`. These `cli*` modules
+are the only place that wires oniris_env, training and agents. Every heavy import (torch, Box2D, the training
+code) happens inside a command body, so `oniris-env --help` stays fast and never imports torch. Bad arguments
+exit with code 2 and a one-line reason.
 """
 
 from __future__ import annotations

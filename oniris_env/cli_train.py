@@ -182,10 +182,10 @@ def train_world_model_command(
     There SIGTERM (which torchrun forwards) saves on every rank; Ctrl-C saves nothing: the job resumes from the last
     periodic checkpoint (every val_every steps).
     """
-    from training.world_model.config import PRESETS, TrainWorldModelConfig
+    from training.world_model.config import TRAIN_WORLD_MODEL_PRESETS, TrainWorldModelConfig
 
-    if preset not in PRESETS:
-        fail(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if preset not in TRAIN_WORLD_MODEL_PRESETS:
+        fail(f"unknown --preset {preset!r}; choose one of {', '.join(TRAIN_WORLD_MODEL_PRESETS)}")
     check_dataset(latents, f"oniris-env encode --data data/real --out {latents}", kind="latents")
     overrides: dict[str, Any] = {}
     if steps is not None:
@@ -340,13 +340,13 @@ def train_loop_command(
     from agents.actors import shipped_agent_dir
     from oniris_env.bundle import shipped_weights_dir
     from training.evaluate.config import EvalConfig
-    from training.loop import LOOP_PRESETS as PRESETS
+    from training.loop import LOOP_PRESETS as CONFIGS
     from training.loop import LoopMismatchError, Start, run_loop
 
     refuse_under_torchrun("train loop")
-    if preset not in PRESETS:
-        fail(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    config = PRESETS[preset]
+    if preset not in CONFIGS:
+        fail(f"unknown --preset {preset!r}; choose one of {', '.join(CONFIGS)}")
+    config = CONFIGS[preset]
     if episodes is not None:
         config = replace(config, episodes=episodes)
     if world_model_steps is not None:

@@ -8,10 +8,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from torch import Tensor
 
 from oniris_env.dream_config import OBS_MODES, DreamConfig
 from oniris_env.real_env import PHYSICS_FPS
-from oniris_env.sampler import DEFAULT_SAMPLER
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
+from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD, latents_to_numpy
 from oniris_env.spec import DEFAULT_SPEC
 
 
@@ -141,7 +143,8 @@ class OnirisLunarLanderDream(gym.Env):
     - `obs_mode`: 'pixels' or 'latent'. `render_mode`: None, 'rgb_array' or 'human' (a pygame window).
     - `device`: 'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.
     - `sampler`: an `oniris_env.sampler.SamplerConfig` (default: 3 Euler steps from sigma 5 to 2e-3, rho 7).
-    - `termination_threshold` (default 0.5); `max_episode_steps` (default None: left to `TimeLimit`).
+    - `termination_threshold` (default `oniris_env.simulator.DEFAULT_TERMINATION_THRESHOLD` = 0.5);
+      `max_episode_steps` (default None: left to `TimeLimit`).
 
     ## Differences from LunarLander-v3
     Pixel (or latent) observations; action repeat 2; the dynamics, reward and termination are a learned model's
@@ -160,8 +163,8 @@ class OnirisLunarLanderDream(gym.Env):
         obs_mode: str = "pixels",
         render_mode: str | None = None,
         device: str = "auto",
-        sampler: Any = None,
-        termination_threshold: float = 0.5,
+        sampler: SamplerConfig | None = None,
+        termination_threshold: float = DEFAULT_TERMINATION_THRESHOLD,
         max_episode_steps: int | None = None,
         compile: bool = False,
     ) -> None:
@@ -176,10 +179,8 @@ class OnirisLunarLanderDream(gym.Env):
         self._viewer: Any = None
         self._closed = False
 
-    def _observation(self, frame: np.ndarray, latent: Any) -> np.ndarray:
-        if self.obs_mode == "pixels":
-            return frame
-        return latent.float().cpu().numpy().copy()
+    def _observation(self, frame: np.ndarray, latent: Tensor) -> np.ndarray:
+        return frame if self.obs_mode == "pixels" else latents_to_numpy(latent)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -201,12 +202,14 @@ class OnirisLunarLanderDream(gym.Env):
             raise RuntimeError("step() called after close(): make a new env")
         if self._elapsed is None:
             raise RuntimeError("step() called before reset(): call env.reset() first")
-        if isinstance(action, bool | np.bool_) or not self.action_space.contains(action):  # True is no action 1
+        # the env's own contract is a scalar (the simulator then checks the batch of one it is given): a bool is
+        # refused, not read as action 1
+        if isinstance(action, bool | np.bool_) or not self.action_space.contains(action):
             raise ValueError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
         out = self.simulator.step(np.array([int(action)], dtype=np.int64))
         self._elapsed += 1
         truncated = self.max_episode_steps is not None and self._elapsed >= self.max_episode_steps
-        latent = out.latents[0].float().cpu().numpy().copy()
+        latent = latents_to_numpy(out.latents[0])
         info: dict[str, Any] = {}
         if self.obs_mode == "pixels":
             obs, info["latent"] = out.frames[0], latent

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from oniris_env.dream_config import DreamConfig
-from oniris_env.sampler import DEFAULT_SAMPLER
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
+from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD
 from oniris_env.spec import DEFAULT_SPEC
 from oniris_env.vector import DreamEpisodes
 
@@ -49,8 +50,8 @@ class OnirisSB3VecEnv(VecEnv):
         obs_mode: str = "pixels",
         render_mode: str | None = None,
         device: str = "auto",
-        sampler: Any = None,
-        termination_threshold: float = 0.5,
+        sampler: SamplerConfig | None = None,
+        termination_threshold: float = DEFAULT_TERMINATION_THRESHOLD,
         lost_lander_reward: float | None = None,
         compile: bool = False,
     ) -> None:
@@ -75,13 +76,14 @@ class OnirisSB3VecEnv(VecEnv):
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = self.episodes.check_actions(np.asarray(actions).reshape(-1))
+        """Keep `actions (num_envs,)`; `step_wait` steps them (the simulator checks them there)."""
+        self._actions = np.asarray(actions).reshape(-1)
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         if self._actions is None:
             raise RuntimeError("step_wait() called without step_async(actions)")
-        out = self.episodes.step(self._actions)
-        self._actions = None
+        actions, self._actions = self._actions, None
+        out = self.episodes.step(actions)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for i in np.flatnonzero(out.done):
             infos[i]["terminal_observation"] = out.final_obs[i]

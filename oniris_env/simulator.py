@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,9 +41,17 @@ def threshold_logit(threshold: float) -> float:
     return float(np.log(threshold / (1 - threshold)))
 
 
+def latents_to_numpy(latents: Tensor) -> np.ndarray:
+    """`latents (..., C, h, w)` as a float32 numpy array on the host that owns its memory: the one conversion the
+    adapters apply to the latents they hand out (observations, `info["latent"]`), which must never change later."""
+    return latents.float().cpu().numpy().copy()
+
+
 @dataclass(frozen=True)
 class DreamStep:
-    """What one simulator step returns for the B dreams."""
+    """What one simulator step returns for the B dreams: numpy arrays on the host, except `latents`, which stays a
+    tensor on the simulator's device (evaluation and benchmarks keep working on it there); `latents_numpy()` is the
+    host copy the adapters hand out."""
 
     latents: Tensor
     """`(B, C, h, w)` float32 normalised latents of the new frames (on the simulator's device)."""
@@ -54,6 +63,10 @@ class DreamStep:
     """`(B,)` bool: the termination head's probability exceeds the threshold."""
     term_logits: np.ndarray
     """`(B,)` float32 termination logits (`terminated` is `sigmoid(term_logits) > threshold`)."""
+
+    def latents_numpy(self) -> np.ndarray:
+        """`(B, C, h, w)` float32 host copy of `latents` (`latents_to_numpy`); each call converts again."""
+        return latents_to_numpy(self.latents)
 
 
 class DreamSimulator:
@@ -194,19 +207,28 @@ class DreamSimulator:
                 self._bank[i] = self.vae.encode_frames(self.contexts.frames[i : i + 1, -t:])[0].to(self.device)
         return torch.stack([self._bank[i] for i in pick.tolist()])
 
+    def check_actions(self, actions: Any) -> np.ndarray:
+        """`actions` as `(B,)` int64, or a `ValueError` saying what was expected; bools are refused (True is no
+        action 1). The one batch-action check of the dream stack: `step` runs it, the vector adapters rely on it."""
+        a = np.asarray(actions)
+        n = self.spec.num_actions
+        if a.shape != (self.num_dreams,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= n:
+            raise ValueError(
+                f"actions must be {self.num_dreams} ints in [0, {n}) (shape ({self.num_dreams},)), "
+                f"got {a.tolist() if a.size <= 64 else a.shape}"
+            )
+        return a.astype(np.int64)
+
     @torch.inference_mode()
     def step(self, actions: np.ndarray) -> DreamStep:
-        """Advance all B dreams by one frame under `actions (B,)` (ints in [0, num_actions)), in one batch."""
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_dreams,) or not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(
-                f"actions must be an integer array of shape ({self.num_dreams},), got {actions.dtype} {actions.shape}"
-            )
-        if actions.min() < 0 or actions.max() >= self.spec.num_actions:
-            raise ValueError(f"actions must be in [0, {self.spec.num_actions}), got {actions.tolist()}")
+        """Advance all B dreams by one frame under `actions (B,)` (ints in [0, num_actions)), in one batch.
+
+        Raises `ValueError` for bad actions (`check_actions`) and `RuntimeError` for a dream never reset; either
+        way nothing is stepped."""
+        actions = self.check_actions(actions)
         if not self.started.all():
             raise RuntimeError(f"dreams {np.flatnonzero(~self.started).tolist()} were never reset: call reset first")
-        a = torch.as_tensor(actions, dtype=torch.int64, device=self.device)
+        a = torch.as_tensor(actions, device=self.device)
         out = sample_next(
             self.world_model, self.cache, a, self.generator, self.sampler, step_fn=self.step_fn, in_place=True
         )

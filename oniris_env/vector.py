@@ -20,11 +20,13 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
+from torch import Tensor
 
 from oniris_env.dream_config import DreamConfig
 from oniris_env.dream_env import context_arrays, open_dreams
 from oniris_env.real_env import PHYSICS_FPS
-from oniris_env.sampler import DEFAULT_SAMPLER
+from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
+from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD, latents_to_numpy
 from oniris_env.spec import DEFAULT_SPEC
 
 
@@ -95,10 +97,8 @@ class DreamEpisodes:
         self.rng = np.random.default_rng(entropy)
         self.simulator.seed(int(self.rng.integers(2**63 - 1)))
 
-    def _observations(self, frames: np.ndarray | None, latents: Any) -> np.ndarray:
-        if self.obs_mode == "pixels":
-            return frames
-        return latents.float().cpu().numpy().copy()
+    def _observations(self, frames: np.ndarray | None, latents: Tensor) -> np.ndarray:
+        return frames if self.obs_mode == "pixels" else latents_to_numpy(latents)
 
     def reset(
         self, mask: np.ndarray | None = None, frames: np.ndarray | None = None, actions: np.ndarray | None = None
@@ -117,24 +117,13 @@ class DreamEpisodes:
         self.elapsed[mask] = 0
         return self._obs.copy()
 
-    def check_actions(self, actions: Any) -> np.ndarray:
-        """`(B,)` int64 actions, or a `ValueError` saying what was expected (nothing is stepped); bools are refused."""
-        a = np.asarray(actions)
-        n = self.single_action_space.n
-        if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= n:
-            raise ValueError(
-                f"actions must be {self.num_envs} ints in [0, {n}) (shape ({self.num_envs},)), "
-                f"got {a.tolist() if a.size <= 64 else a.shape}"
-            )
-        return a.astype(np.int64)
-
     def step(self, actions: Any) -> BatchStep:
-        """Step all dreams; reset the finished ones in the same call."""
+        """Step all dreams under `actions (B,)` (checked by `DreamSimulator.step`: a `ValueError` steps nothing);
+        reset the finished ones in the same call."""
         self._check_open("step")
         if self._obs is None or not self.simulator.started.all():
             raise RuntimeError("step() called before reset(): call reset() first")
-        a = self.check_actions(actions)
-        out = self.simulator.step(a)
+        out = self.simulator.step(actions)
         final_obs = self._observations(out.frames, out.latents)
         self.elapsed += 1
         terminated = out.terminated.copy()
@@ -191,8 +180,8 @@ class OnirisLunarLanderVector(gym.vector.VectorEnv):
         obs_mode: str = "pixels",
         render_mode: str | None = None,
         device: str = "auto",
-        sampler: Any = None,
-        termination_threshold: float = 0.5,
+        sampler: SamplerConfig | None = None,
+        termination_threshold: float = DEFAULT_TERMINATION_THRESHOLD,
         compile: bool = False,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

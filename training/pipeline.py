@@ -315,7 +315,7 @@ def _vae_step(path: Path) -> int:
 def _world_model_step(path: Path) -> int:
     from oniris_env.world_model import read_metadata
 
-    return int(read_metadata(path)["extra"].get("step", -1))
+    return int(read_metadata(path)["notes"].get("step", -1))
 
 
 def _episodes_fingerprint(root: Path) -> str:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from oniris_env.bundle import VAE_FILE, shipped_weights_dir
 from oniris_env.checksums import verify_checksum
 from oniris_env.config_io import atomic_write_bytes
 from oniris_env.spec import DEFAULT_SPEC, GameSpec
@@ -20,13 +20,12 @@ from oniris_env.vae.config import VAEConfig
 from oniris_env.vae.model import GroupCausalVAE
 
 FORMAT = "oniris-env/vae/1"
-SHIPPED_NAME = "vae.safetensors"
 TRAIN_COMMAND = "oniris-env train vae --data DIR --out RUN --preset default"
 
 
 def shipped_vae_path() -> Path:
     """Where the package's own VAE weights live (`oniris_env/weights/vae.safetensors`)."""
-    return Path(str(resources.files("oniris_env").joinpath("weights", SHIPPED_NAME)))
+    return shipped_weights_dir() / VAE_FILE
 
 
 def save_vae(

@@ -5,11 +5,10 @@ Importing this package imports torch; `oniris_env/__init__.py` must not import i
 
 from oniris_env.world_model.cache import LayerEntry, WorldModelCache
 from oniris_env.world_model.config import WorldModelConfig
-from oniris_env.world_model.io import SHIPPED_WEIGHTS, load_world_model, read_metadata, save_world_model
+from oniris_env.world_model.io import load_world_model, read_metadata, save_world_model
 from oniris_env.world_model.model import DartOutput, StepOutput, WorldModel, frame_actions
 
 __all__ = [
-    "SHIPPED_WEIGHTS",
     "DartOutput",
     "LayerEntry",
     "StepOutput",

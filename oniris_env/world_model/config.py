@@ -145,9 +145,11 @@ class WorldModelConfig:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> WorldModelConfig:
         """`tiny`, `default` or `large`, with field overrides (e.g. the latent shape of a dataset)."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown world-model preset {name!r}; choose one of {sorted(PRESETS)}")
+        if name not in WORLD_MODEL_PRESETS:
+            raise ValueError(f"unknown world-model preset {name!r}; choose one of {sorted(WORLD_MODEL_PRESETS)}")
         return getattr(cls, name)(**overrides)
 
 
-PRESETS = ("tiny", "default", "large")
+WORLD_MODEL_PRESETS = ("tiny", "default", "large")
+"""Architecture presets accepted by `WorldModelConfig.preset` (the training presets are
+`training.world_model.config.TRAIN_WORLD_MODEL_PRESETS`)."""

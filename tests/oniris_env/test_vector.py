@@ -217,14 +217,34 @@ def test_sb3_vec_env_seeding_and_rendering(bundle: Path) -> None:
     assert np.array_equal(run(), run())
 
 
-def test_sb3_ppo_learns_in_the_batched_dream(bundle: Path) -> None:
-    """Smoke test: PPO runs a few updates on the latent observations (one model call per step for all envs)."""
+def test_sb3_ppo_learns_in_the_batched_dream(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PPO learns through the adapter: when the dream rewards the main engine (action 2) and nothing else, a few
+    updates on the latent observations make the policy pick it far more often than the 1 / 4 it starts with. The
+    reward is swapped in at the simulator, so it reaches PPO through `DreamEpisodes` and the VecEnv as the reward
+    head's would (a random-init bundle rewards no action in particular). With all rewards 0, p stays ~0.2."""
+    import dataclasses
+
+    import torch
     from stable_baselines3 import PPO
 
     env = OnirisSB3VecEnv(num_envs=2, weights=bundle, obs_mode="latent", max_episode_steps=5)
-    model = PPO("MlpPolicy", env, n_steps=8, batch_size=8, n_epochs=1, seed=0, device="cpu")
-    model.learn(total_timesteps=32)
-    assert model.num_timesteps >= 32
+    simulator, dream_step = env.episodes.simulator, env.episodes.simulator.step
+
+    def rewarding_main_engine(actions: np.ndarray):
+        return dataclasses.replace(dream_step(actions), rewards=(np.asarray(actions) == 2).astype(np.float32))
+
+    monkeypatch.setattr(simulator, "step", rewarding_main_engine)
+    model = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=4, learning_rate=3e-3, seed=0, device="cpu")
+    obs = torch.as_tensor(env.reset())
+
+    def p_main_engine() -> float:
+        with torch.no_grad():
+            return float(model.policy.get_distribution(obs).distribution.probs[:, 2].mean())
+
+    before = p_main_engine()
+    model.learn(total_timesteps=256)
+    after = p_main_engine()
+    assert abs(before - 0.25) < 0.05 and after > 0.5, (before, after)  # 0.25 -> ~1.0 here in 256 steps
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -50,16 +51,26 @@ def statuses(output: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def built_run(tmp_path_factory):
+    """One finished tiny run and its output, built once per module; tests read it and never change it."""
     out = tmp_path_factory.mktemp("pipeline") / "run"
     result = train(out)
     assert result.exit_code == 0, result.output
     return out, result
 
 
+@pytest.fixture
+def tiny_run(built_run, tmp_path):
+    """A private copy of the finished tiny run (files and mtimes), for a test that interrupts, edits or reruns it:
+    no test sees what another one did, so each passes alone and in any order."""
+    out = tmp_path / "run"
+    shutil.copytree(built_run[0], out)
+    return out, built_run[1]
+
+
 @pytest.mark.slow
-def test_tiny_pipeline_builds_a_bundle_the_dream_env_loads(tiny_run):
-    out, result = tiny_run
+def test_tiny_pipeline_builds_a_bundle_the_dream_env_loads(built_run):
+    out, result = built_run
     assert statuses(result.output) == dict.fromkeys(STAGES, "run")
     assert json.loads((out / "pipeline.json").read_text())["name"] == "tiny"
     assert len(json.loads((out / "data/real/manifest.json").read_text())["episodes"]) == 6

@@ -95,7 +95,7 @@ def test_training_resumes_exactly_after_an_interruption(latents_dir, tmp_path):
     assert [r["step"] for r in records if r["split"] == "train"] == list(range(2, 13, 2))
     assert {r["step"] for r in records if r["split"] == "val"} == {4, 6, 8, 12}  # 6: the interruption
     meta = read_metadata(resumed)
-    assert meta["spec"] == GameSpec() and meta["latent_shape"] == LATENT and meta["extra"]["step"] == 12
+    assert meta["spec"] == GameSpec() and meta["latent_shape"] == LATENT and meta["notes"]["step"] == 12
     model = load_world_model(resumed)
     assert model.config.num_actions == 4 and not model.training
 
@@ -109,7 +109,7 @@ def test_init_from_starts_a_fresh_run_from_given_weights(latents_dir, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
-    assert read_metadata(second)["extra"]["step"] == 3
+    assert read_metadata(second)["notes"]["step"] == 3
     # a new attention window: no weight depends on it, so the same weights continue under W = 3 (tiny: 4)
     cfg = TrainWorldModelConfig.tiny(steps=3, lr_ref=0.0, init_from=str(first), window=3)
     third = train_world_model(latents_dir, tmp_path / "w", config=cfg, progress=False)
@@ -157,6 +157,22 @@ def test_load_refuses_other_spec_and_corrupt_files(tmp_path):
         load_world_model(bad)
     with pytest.raises(FileNotFoundError):
         load_world_model(tmp_path / "missing.safetensors")
+
+
+def test_notes_are_written_as_notes_and_read_from_older_files_key_extra(tmp_path):
+    """The metadata key was `extra` before it took the VAE's and the agents' name `notes`: both read as `notes`."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = save_world_model(WorldModel(WorldModelConfig.tiny()), tmp_path / "wm.safetensors", GameSpec(), {"step": 4})
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    assert "extra" not in meta and read_metadata(path)["notes"] == {"step": 4}
+    old = tmp_path / "old.safetensors"
+    meta["extra"] = meta.pop("notes")
+    save_file(load_file(path), old, metadata=meta)
+    assert read_metadata(old)["notes"] == {"step": 4}
+    assert load_world_model(old).config == WorldModelConfig.tiny()
 
 
 def test_power_ema_profile_and_lr_schedule():
@@ -256,7 +272,7 @@ def test_an_interruption_saves_and_the_run_resumes_exactly(latents_dir, tmp_path
     if sigterm:
         assert stopped.value.code == 128 + signal.SIGTERM and stopped.value.step == 7
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler lives only while training
-    assert read_metadata(tmp_path / "b" / "world_model.safetensors")["extra"]["step"] == (7 if sigterm else 6)
+    assert read_metadata(tmp_path / "b" / "world_model.safetensors")["notes"]["step"] == (7 if sigterm else 6)
     resumed = train_world_model(
         None, tmp_path / "b", config=cfg, train_data=windows("train"), val_data=windows("val"), progress=False
     )
@@ -279,7 +295,7 @@ def test_ctrl_c_during_validation_resumes_exactly(latents_dir, tmp_path, interru
     interrupt_call(train_module, "validate", 2)  # the validation after step 6 (tests/conftest.py)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "b")
-    assert read_metadata(tmp_path / "b" / "world_model.safetensors")["extra"]["step"] == 6
+    assert read_metadata(tmp_path / "b" / "world_model.safetensors")["notes"]["step"] == 6
     a, b = load_file(straight), load_file(run(tmp_path / "b"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
@@ -300,7 +316,7 @@ def test_resume_refuses_a_changed_config_naming_the_fields(latents_dir, tmp_path
         train_world_model(latents_dir, tmp_path / "run", config=changed, progress=False)
     more = replace(cfg, steps=3, num_threads=1)
     resumed = train_world_model(latents_dir, tmp_path / "run", config=more, progress=False)
-    assert read_metadata(resumed)["extra"]["step"] == 3  # more steps and other threads are not a new config
+    assert read_metadata(resumed)["notes"]["step"] == 3  # more steps and other threads are not a new config
     args = ["train", "world-model", "--latents", str(latents_dir), "--out", str(tmp_path / "run"), "--device", "cpu"]
     result = CliRunner().invoke(app, [*args, "--preset", "default"])
     assert result.exit_code == 2 and "--no-resume" in result.output and len(result.output.strip().splitlines()) == 1

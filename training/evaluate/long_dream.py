@@ -126,7 +126,7 @@ def long_dreams(
             dtype=np.int64,
         )
         out = sim.step(actions)
-        lat = out.latents.float().cpu().numpy().reshape(n, -1)
+        lat = out.latents_numpy().reshape(n, -1)
         finite[:, t] = np.isfinite(lat).all(axis=1)
         lat_mean[:, t], lat_std[:, t] = lat.mean(axis=1), lat.std(axis=1)
         for i in range(n):

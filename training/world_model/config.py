@@ -10,7 +10,8 @@ from training.dataset import check_edge_fractions
 
 @dataclass(frozen=True)
 class TrainWorldModelConfig:
-    """DART training of the world model (see DESIGN.md, "The world model")."""
+    """DART training of the world model (the run: `training.world_model.train`; the losses:
+    `training.world_model.loss`; the shipped run's settings and curves: docs/MODEL_CARD.md, "Training")."""
 
     model_preset: str = "default"
     """`WorldModelConfig` preset; the latent shape and action count come from the dataset."""
@@ -63,7 +64,8 @@ class TrainWorldModelConfig:
     """sigma_rel of the EDM2 power-function EMA (EDM2 sec. 3.1); the EMA weights are evaluated and shipped."""
     bf16: bool | None = None
     """bf16 autocast on CPU; None measures a training-sized linear layer both ways at start and picks the faster
-    (bf16 was 1.6-2x faster in DESIGN.md's measurement, but slower than fp32 on this VM on 2026-11-23). The
+    (bf16 was 1.6-2x faster in an early design measurement on another CPU, but slower than fp32 on this VM on
+    2026-11-23; docs/MODEL_CARD.md says which the shipped run chose). The
     resolved value is saved with the run."""
     log_every: int = 25
     """Steps between JSONL metric records."""
@@ -147,10 +149,10 @@ class TrainWorldModelConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TrainWorldModelConfig:
-        if name not in PRESETS:
-            raise ValueError(f"unknown training preset {name!r}; choose one of {', '.join(PRESETS)}")
+        if name not in TRAIN_WORLD_MODEL_PRESETS:
+            raise ValueError(f"unknown training preset {name!r}; choose one of {', '.join(TRAIN_WORLD_MODEL_PRESETS)}")
         return getattr(cls, name)(**overrides)
 
 
-PRESETS = ("tiny", "default", "large")
+TRAIN_WORLD_MODEL_PRESETS = ("tiny", "default", "large")
 """Names accepted by `TrainWorldModelConfig.preset` (and `oniris-env train world-model --preset`)."""

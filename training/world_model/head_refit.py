@@ -203,9 +203,9 @@ def _write_bundle(bundle: Bundle, head: nn.Module, dest: Path, report: dict) -> 
             shutil.copy2(bundle.path / name, dest / name)
     refitted = copy.deepcopy(bundle.world_model)
     refitted.head.load_state_dict(head.state_dict())
-    extra = read_metadata(bundle.path / WORLD_MODEL_FILE)["extra"]
-    extra["head_refit"] = {"episodes": report["episodes"], "latents": report["latents"], "config": report["config"]}
-    save_world_model(refitted, dest / WORLD_MODEL_FILE, bundle.spec, extra)
+    notes = read_metadata(bundle.path / WORLD_MODEL_FILE)["notes"]
+    notes["head_refit"] = {"episodes": report["episodes"], "latents": report["latents"], "config": report["config"]}
+    save_world_model(refitted, dest / WORLD_MODEL_FILE, bundle.spec, notes)
     return dest
 
 

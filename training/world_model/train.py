@@ -141,7 +141,7 @@ def train_world_model(
         stop_after: stop (with a checkpoint) after this many steps in this call, as an interruption would.
         device: 'cpu' | 'cuda' | 'auto' (under torchrun on CUDA, rank r uses `cuda:{LOCAL_RANK}`).
         compile_model: `torch.compile` the world model (FlexAttention then runs compiled); None = on CUDA only
-            (on CPU compiling measured ~6% faster for 77-94 s of compile time, DESIGN.md).
+            (on CPU, an early design measurement found compiling ~6% faster for 77-94 s of compile time).
     """
     ctx = DistributedContext.from_env(device)
     try:
@@ -351,8 +351,8 @@ def _train(
         """Rank 0: the EMA weights, then the resume state (with every rank's random streams)."""
         assert ema_model is not None
         ema.copy_to(ema_model)
-        extra = {"step": step, "train_config": cfg.to_dict(), **({"val": val} if val else {})}
-        save_world_model(ema_model, out / WEIGHTS_NAME, spec, extra)
+        notes = {"step": step, "train_config": cfg.to_dict(), **({"val": val} if val else {})}
+        save_world_model(ema_model, out / WEIGHTS_NAME, spec, notes)
         model_state, ema_state, uncertainty_state = model.state_dict(), ema.state_dict(), uncertainty.state_dict()
         train_state = TrainState(
             step, model_state, ema_state, uncertainty_state, optimizer.state_dict(), main,
