@@ -206,9 +206,10 @@ def _iteration(
         echo(f"{name} collect: skip (complete)")
     else:
         echo(f"{name} collect: " + (f"resume from episode {have} of {config.episodes}" if have else "run"))
-        collect_to_total(flights, config.episodes, config.seed + FLIGHT_SEED_OFFSET + i,
-                         AGENT_POLICY_PREFIX + str(agent), workers, progress=progress, weights=weights)
-    _encode_stage(f"{name} encode", flights, it / "latents", base.vae, progress, echo)
+        _timed(it, "collect", lambda: collect_to_total(
+            flights, config.episodes, config.seed + FLIGHT_SEED_OFFSET + i, AGENT_POLICY_PREFIX + str(agent),
+            workers, progress=progress, weights=weights))
+    _timed(it, "encode", lambda: _encode_stage(f"{name} encode", flights, it / "latents", base.vae, progress, echo))
     earlier = [out / f"iter{k}" for k in range(1, i + 1)]
     echo(f"{name} merge: {len(earlier)} collection(s) of flights with the base data")
     merge_datasets([base.latents] + [e / "latents" for e in earlier], it / "latents_all", progress=False)
