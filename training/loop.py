@@ -8,10 +8,12 @@ from its seed) and measures the starting point (row 0). Iteration i (folder `RUN
    exploration around its habits, `agents.collect_policy`),
 2. `encode` + `merge`: encodes them with the (frozen) VAE and merges them with the base data and every earlier
    iteration's flights,
-3. `world_model`: continues the world model from the previous one (`init_from`) for `world_model.steps` steps,
+3. `world_model`: continues the world model from the previous one (`init_from`) for `world_model.steps` steps
+   (its reward / termination heads train with it; the pipeline's separate head refit, ~0.6 core-hours, is not
+   run),
 4. `bundle`: the new weights beside a start bank that mixes the base episodes' starts with the agent's own,
 5. `agent`: continues the agent from the previous one (`AgentConfig.init_from`) in the new dream, with counted
-   real selection episodes,
+   real selection episodes (the next iteration starts from the selected `best/`),
 6. `evaluate`: the agent on `eval_episodes` fixed real episodes (`EVALUATION_SEED`, never used in training or
    selection) and in the dream, and the world model with `oniris-env evaluate` (`model_eval`).
 
