@@ -27,7 +27,6 @@ and `RUN/loop.md` is that table.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -268,21 +267,16 @@ def _bundle_stage(
 ) -> Path:
     """`it/bundle`: the frozen VAE, the continued world model, and a start bank of base and agent starts."""
     from oniris_env.bundle import CONTEXTS_FILE, VAE_FILE, WORLD_MODEL_FILE, StartContexts, save_start_contexts
-    from oniris_env.checksums import sha256
     from training.bank import DEFAULT_CONTEXT_LENGTH, build_start_contexts
+    from training.pipeline import bundle_is_current, copy_weights
 
     bundle = it / "bundle"
     sources = {VAE_FILE: base.vae, WORLD_MODEL_FILE: wm_weights}
-    if (bundle / CONTEXTS_FILE).is_file() and all(
-        (bundle / n).is_file() and sha256(bundle / n) == sha256(s) for n, s in sources.items()
-    ):
+    if bundle_is_current(bundle, sources):
         echo(f"{it.name} bundle: skip (complete)")
         return bundle
     echo(f"{it.name} bundle: run")
-    bundle.mkdir(parents=True, exist_ok=True)
-    for name, src in sources.items():
-        shutil.copyfile(src, bundle / (name + ".tmp"))
-        (bundle / (name + ".tmp")).replace(bundle / name)
+    copy_weights(bundle, sources)
     half = max(config.bank_size // 2, 1)
     try:  # the agent's starts: its first frames show what its first actions do (all splits: they are few)
         own, _ = build_start_contexts(flights, DEFAULT_CONTEXT_LENGTH, "all", half)

@@ -474,24 +474,34 @@ def _world_model_stage(
 
 def _bundle_stage(folders: RunFolders, config: PipelineConfig, vae: Path, echo: Callable[[str], None]) -> Path:
     """Copy the final weights next to a start-context bank; skipped when the copies match their sources."""
-    from oniris_env.bundle import CONTEXTS_FILE, VAE_FILE, WORLD_MODEL_FILE
+    from oniris_env.bundle import VAE_FILE, WORLD_MODEL_FILE
     from training.bank import write_start_contexts
     from training.world_model.train import WEIGHTS_NAME
 
     bundle = folders.bundle
     sources = {VAE_FILE: vae, WORLD_MODEL_FILE: folders.wm / WEIGHTS_NAME}
-    current = all(
-        (bundle / name).is_file() and sha256(bundle / name) == sha256(src) for name, src in sources.items()
-    )
-    status = SKIP if current and (bundle / CONTEXTS_FILE).is_file() else RUN
+    status = SKIP if bundle_is_current(bundle, sources) else RUN
     echo(f"bundle: {status}")
     if not status.runs:
         return bundle
+    copy_weights(bundle, sources)
+    write_start_contexts(folders.data, bundle, config.bank_length, "train", config.bank_size)
+    return bundle
+
+
+def bundle_is_current(bundle: Path, sources: dict[str, Path]) -> bool:
+    """True when `bundle` holds a start bank and a copy (same sha256) of every `sources` file under its name."""
+    from oniris_env.bundle import CONTEXTS_FILE
+
+    copies = all((bundle / name).is_file() and sha256(bundle / name) == sha256(src) for name, src in sources.items())
+    return copies and (bundle / CONTEXTS_FILE).is_file()
+
+
+def copy_weights(bundle: Path, sources: dict[str, Path]) -> None:
+    """Copy each `sources` file into `bundle` under its name, atomically (`bundle` is created)."""
     bundle.mkdir(parents=True, exist_ok=True)
     for name, src in sources.items():
         atomic_write_bytes(bundle / name, src.read_bytes())
-    write_start_contexts(folders.data, bundle, config.bank_length, "train", config.bank_size)
-    return bundle
 
 
 def _heads_stage(folders: RunFolders, config: PipelineConfig, progress: bool, echo: Callable[[str], None]) -> Path:
