@@ -323,6 +323,9 @@ def train_loop_command(
     ] = "shipped",
     workers: Annotated[int, typer.Option(min=1, help="Collection processes (the episodes do not depend on it).")] = 2,
     threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 2,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda: the trainings', dreams' and evaluation's device")] = (
+        "auto"
+    ),
 ) -> None:
     """Close the loop: the agent flies the real game, the world model learns from its flights, the agent learns
     again in the improved dream.
@@ -339,11 +342,13 @@ def train_loop_command(
 
     from agents.actors import shipped_agent_dir
     from oniris_env.bundle import shipped_weights_dir
+    from oniris_env.device import resolve_device
     from training.evaluate.config import EvalConfig
     from training.loop import LOOP_PRESETS as CONFIGS
     from training.loop import LoopMismatchError, Start, run_loop
 
     refuse_under_torchrun("train loop")
+    _check_device(device)
     if preset not in CONFIGS:
         fail(f"unknown --preset {preset!r}; choose one of {', '.join(CONFIGS)}")
     config = CONFIGS[preset]
@@ -365,7 +370,8 @@ def train_loop_command(
             fail(f"{what}: {path} not found")
     torch.set_num_threads(threads)
     try:
-        rows = run_loop(out, config, iterations, Start(start_weights, start_agent), workers, echo=typer.echo)
+        rows = run_loop(out, config, iterations, Start(start_weights, start_agent), workers,
+                        device=resolve_device(device), echo=typer.echo)
     except (LoopMismatchError, ValueError, FileNotFoundError) as e:
         fail(str(e).splitlines()[0])
     for row in rows:
