@@ -193,23 +193,17 @@ def _iteration(
 ) -> tuple[Path, Path]:
     """One iteration in `out/iter{i}` from the previous (weights, agent); returns the new ones."""
     from oniris_env.bundle import WORLD_MODEL_FILE
-    from training.collect import AGENT_POLICY_PREFIX, collect_to_total
-    from training.episodes import read_manifest
+    from training.collect import AGENT_POLICY_PREFIX
     from training.merge import merge_datasets
-    from training.pipeline import _encode_stage
+    from training.pipeline import _collect_stage, _encode_stage
     from training.world_model.train import train_world_model
 
     it = out / f"iter{i}"
     name = f"iter{i}"
     flights = it / "data"
-    have = len((read_manifest(flights) or {"episodes": []})["episodes"])
-    if have >= config.episodes:
-        echo(f"{name} collect: skip (complete)")
-    else:
-        echo(f"{name} collect: " + (f"resume from episode {have} of {config.episodes}" if have else "run"))
-        _timed(it, "collect", lambda: collect_to_total(
-            flights, config.episodes, config.seed + FLIGHT_SEED_OFFSET + i, AGENT_POLICY_PREFIX + str(agent),
-            workers, progress=progress, weights=weights))
+    _timed(it, "collect", lambda: _collect_stage(
+        f"{name} collect", flights, config.episodes, config.seed + FLIGHT_SEED_OFFSET + i,
+        AGENT_POLICY_PREFIX + str(agent), workers, progress, echo, weights))
     _timed(it, "encode", lambda: _encode_stage(f"{name} encode", flights, it / "latents", base.vae, progress, echo))
     earlier = [out / f"iter{k}" for k in range(1, i + 1)]
     echo(f"{name} merge: {len(earlier)} collection(s) of flights with the base data")

@@ -383,7 +383,10 @@ def _collect_stage(
     workers: int,
     progress: bool,
     echo: Callable[[str], None],
+    weights: Path | None = None,
 ) -> None:
+    """Collect `root` up to `episodes` episodes (skip / resume / run); `weights`: the bundle whose VAE an agent
+    policy reads through (the closed loop's flights)."""
     from training.collect import collect_to_total
     from training.episodes import read_manifest
 
@@ -396,7 +399,7 @@ def _collect_stage(
     if not status.runs:
         return
     # Episode i is determined by (seed, i): finishing a partial folder gives the same episodes as one run.
-    collect_to_total(root, episodes, seed, policy, workers, progress=progress)
+    collect_to_total(root, episodes, seed, policy, workers, progress=progress, weights=weights)
 
 
 def _vae_stages(folders: RunFolders, config: PipelineConfig, progress: bool, echo: Callable[[str], None]) -> Path:
