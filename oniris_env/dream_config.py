@@ -22,8 +22,8 @@ class DreamConfig:
     """'pixels' (uint8 frames) or 'latent' (the VAE latents the world model dreams in; no decode, faster)."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
-    sampler: SamplerConfig = DEFAULT_SAMPLER
-    """Denoising schedule and solver of every generated frame."""
+    sampler: SamplerConfig | None = DEFAULT_SAMPLER
+    """Denoising schedule and solver of every generated frame (None: `DEFAULT_SAMPLER`)."""
     termination_threshold: float = DEFAULT_TERMINATION_THRESHOLD
     """A transition terminates when the termination head's probability exceeds this."""
     max_episode_steps: int | None = None
@@ -33,6 +33,8 @@ class DreamConfig:
     (torch's compile cache shortens it for later runs of the same shapes); for long runs, e.g. agent training."""
 
     def __post_init__(self) -> None:
+        if self.sampler is None:  # the adapters' `sampler=None` keyword
+            object.__setattr__(self, "sampler", DEFAULT_SAMPLER)
         if self.obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
         if self.max_episode_steps is not None and (

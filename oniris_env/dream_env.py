@@ -12,7 +12,7 @@ from torch import Tensor
 
 from oniris_env.dream_config import OBS_MODES, DreamConfig
 from oniris_env.real_env import PHYSICS_FPS
-from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
+from oniris_env.sampler import SamplerConfig
 from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD, latents_to_numpy
 from oniris_env.spec import DEFAULT_SPEC
 
@@ -170,7 +170,7 @@ class OnirisLunarLanderDream(gym.Env):
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        config = DreamConfig(weights, obs_mode, device, sampler or DEFAULT_SAMPLER, termination_threshold,
+        config = DreamConfig(weights, obs_mode, device, sampler, termination_threshold,
                              max_episode_steps, compile)
         self.simulator, self.observation_space, self.weights_dir = open_dreams(1, config, render_mode is not None)
         self.render_mode, self.obs_mode, self.max_episode_steps = render_mode, obs_mode, max_episode_steps

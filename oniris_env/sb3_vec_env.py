@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from oniris_env.dream_config import DreamConfig
-from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
+from oniris_env.sampler import SamplerConfig
 from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD
 from oniris_env.spec import DEFAULT_SPEC
 from oniris_env.vector import DreamEpisodes
@@ -58,7 +58,7 @@ class OnirisSB3VecEnv(VecEnv):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
-        config = DreamConfig(weights, obs_mode, device, sampler or DEFAULT_SAMPLER, termination_threshold,
+        config = DreamConfig(weights, obs_mode, device, sampler, termination_threshold,
                              max_episode_steps, compile)
         self.episodes = DreamEpisodes(num_envs, config, render_mode is not None, lost_lander_reward)
         self._actions: np.ndarray | None = None

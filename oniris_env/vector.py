@@ -25,7 +25,7 @@ from torch import Tensor
 from oniris_env.dream_config import DreamConfig
 from oniris_env.dream_env import context_arrays, open_dreams
 from oniris_env.real_env import PHYSICS_FPS
-from oniris_env.sampler import DEFAULT_SAMPLER, SamplerConfig
+from oniris_env.sampler import SamplerConfig
 from oniris_env.simulator import DEFAULT_TERMINATION_THRESHOLD, latents_to_numpy
 from oniris_env.spec import DEFAULT_SPEC
 
@@ -187,7 +187,7 @@ class OnirisLunarLanderVector(gym.vector.VectorEnv):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
-        config = DreamConfig(weights, obs_mode, device, sampler or DEFAULT_SAMPLER, termination_threshold,
+        config = DreamConfig(weights, obs_mode, device, sampler, termination_threshold,
                              max_episode_steps, compile)
         self.episodes = DreamEpisodes(num_envs, config, render_mode is not None)
         self.num_envs = self.episodes.num_envs
